@@ -1,0 +1,341 @@
+"""``prmf``: the command line of prm-factory. Every command drives a flow or the store.
+
+    prmf label --dataset arith --limit 50 --solutions 4 --rollouts 8
+    prmf ingest --dataset jsonl --path problems.jsonl --answer-kind numeric
+    prmf query label_stats            # a saved query from sql/queries/
+    prmf query "SELECT count(*) FROM rollouts" --json
+    prmf model prepare                # convert the embedded SmolLM2 once
+    prmf demo                         # what `make demo` runs
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+# Quiet by default: vLLM logs every engine detail at INFO; --verbose restores it.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+app = typer.Typer(help="prm-factory: process-supervision data for PRMs (Math-Shepherd labelling).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+model_app = typer.Typer(help="Model preparation.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from tasks.completers import CompleterError
+    from tasks.datasets import DatasetError
+    from tasks.models import ModelError
+    from tasks.store import StoreError
+
+    return (CompleterError, DatasetError, ModelError, StoreError, FileNotFoundError)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        parts.append(f"{where}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def _build_config(base: dict[str, Any], overrides: dict[str, Any]):
+    """A LabelConfig from a (config-file) base plus dotted-key flag overrides."""
+    from tasks.config import LabelConfig
+
+    merged = LabelConfig.model_validate(base).model_dump(mode="json")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[leaf] = value
+    return LabelConfig.model_validate(merged)
+
+
+def _model_overrides(prefix: str, model: str | None, backend: str | None, base_urls: list[str] | None,
+                     served_name: str | None) -> dict[str, Any]:
+    return {
+        f"{prefix}.model": model,
+        f"{prefix}.backend": backend,
+        f"{prefix}.base_urls": base_urls or None,
+        f"{prefix}.served_model_name": served_name,
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return str(value)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
+    console.print(table)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"label run {summary['run_id']}", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    labels = {
+        "dataset": "dataset / split", "problems": "problems", "solutions": "solutions (distinct)",
+        "accuracy": "solution accuracy", "steps": "steps", "labelled_prefixes": "labelled step prefixes",
+        "rollouts": "rollouts", "he_rate": "HE rate (prefixes)", "mean_se": "mean SE (prefixes)",
+        "he_gold_agreement": "HE agreement with gold", "se_gold_agreement": "SE agreement with gold (>=0.5)",
+        "gold_steps": "prefixes with gold labels", "quarantined": "quarantined rows",
+        "prefixes_labelled_now": "prefixes labelled by this run", "prefixes_already_stored": "prefixes already stored",
+        "tokens_generated": "tokens generated (this run)", "tokens_per_s": "generated tokens/s (engine time)",
+        "wall_seconds": "wall time (s)", "db": "database",
+    }
+    for key, label in labels.items():
+        value = summary.get(key)
+        if key == "dataset":
+            value = f"{summary['dataset']} / {summary['split']}"
+        if key in ("he_gold_agreement", "se_gold_agreement") and not summary.get("gold_steps"):
+            value = "n/a (no gold labels)"
+        table.add_row(label, _fmt(value))
+    console.print(table)
+
+
+def _run_label(config) -> dict[str, Any]:
+    from flows.label import label
+    from tasks.progress import RichReporter, set_reporter
+
+    with RichReporter() as reporter:
+        set_reporter(reporter)
+        try:
+            return label(config=config)
+        finally:
+            set_reporter(None)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show engine and flow logs")] = False) -> None:
+    if verbose:
+        os.environ["VLLM_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def label(
+    dataset: Annotated[str, typer.Option(help="arith | gsm8k | math500 | math | jsonl | hf")] = "arith",
+    split: Annotated[Optional[str], typer.Option(help="dataset split (default per dataset)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="number of problems (default 50)")] = None,
+    solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem (default 4)")] = None,
+    rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix (default 8)")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="generator model: alias, local folder or HF id")] = None,
+    completer: Annotated[Optional[str], typer.Option(help="completer model (default: the generator)")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="completer backend: vllm | openai | hf")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="openai backend server URL (repeatable)")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(help="openai backend: model name on the server")] = None,
+    generator_backend: Annotated[Optional[str], typer.Option(help="generator backend (default vllm)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="solution sampling temperature (default 0.5)")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per solution (default 192)")] = None,
+    rollout_temperature: Annotated[Optional[float], typer.Option(help="rollout temperature (default 0.7)")] = None,
+    rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default 128)")] = None,
+    batch_prefixes: Annotated[Optional[int], typer.Option(help="step prefixes per engine call (default 64)")] = None,
+    path: Annotated[Optional[str], typer.Option(help="jsonl: file (.jsonl/.parquet); hf: dataset name or path")] = None,
+    dataset_name: Annotated[Optional[str], typer.Option(help="jsonl/hf: name stored in problems.dataset")] = None,
+    question_field: Annotated[Optional[str], typer.Option(help="jsonl/hf: question field")] = None,
+    answer_field: Annotated[Optional[str], typer.Option(help="jsonl/hf: gold answer field")] = None,
+    answer_kind: Annotated[Optional[str], typer.Option(help="jsonl/hf: numeric | math")] = None,
+    gold_format: Annotated[Optional[str], typer.Option(help="jsonl/hf: plain | gsm8k (text after ####)")] = None,
+    arith_seed: Annotated[Optional[int], typer.Option(help="arith: generator seed")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a LabelConfig; flags override it")] = None,
+    db: DbOption = None,
+) -> None:
+    """Sample solutions and label every step prefix with N rollouts (the label flow)."""
+    base: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            base = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            _fail(f"cannot read config {config_file}: {exc}")
+    overrides = {
+        "db": str(db) if db else None,
+        "dataset.name": dataset, "dataset.split": split, "dataset.limit": limit, "dataset.path": path,
+        "dataset.dataset_name": dataset_name, "dataset.question_field": question_field,
+        "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind,
+        "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed,
+        "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes,
+        "generation.temperature": temperature, "generation.max_tokens": max_tokens,
+        "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
+        "generator.model": generator, "generator.backend": generator_backend,
+    }
+    if any(v is not None for v in (completer, backend, base_url, served_model_name)):
+        overrides |= _model_overrides("completer", completer or generator or base.get("generator", {}).get("model"),
+                                      backend, base_url, served_model_name)
+    try:
+        config = _build_config(base, overrides)
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    try:
+        summary = _run_label(config)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    _print_summary(summary)
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[str, typer.Option(help="arith | gsm8k | math500 | math | jsonl | hf")] = "arith",
+    split: Annotated[Optional[str], typer.Option(help="split (default per dataset)")] = None,
+    limit: Annotated[int, typer.Option(help="max problems")] = 1_000_000,
+    path: Annotated[Optional[str], typer.Option(help="jsonl/hf source")] = None,
+    dataset_name: Annotated[Optional[str], typer.Option(help="jsonl/hf: name stored in problems.dataset")] = None,
+    question_field: Annotated[str, typer.Option(help="jsonl/hf: question field")] = "question",
+    answer_field: Annotated[str, typer.Option(help="jsonl/hf: gold answer field")] = "answer",
+    answer_kind: Annotated[str, typer.Option(help="jsonl/hf: numeric | math")] = "math",
+    gold_format: Annotated[str, typer.Option(help="jsonl/hf: plain | gsm8k")] = "plain",
+    arith_seed: Annotated[int, typer.Option(help="arith: seed")] = 0,
+    db: DbOption = None,
+) -> None:
+    """Load problems into the store; invalid rows are quarantined with file, line and reason."""
+    from tasks.config import DatasetSettings, default_db_path
+    from tasks.ingest import ingest_problems
+    from tasks.store import Store
+
+    try:
+        settings = DatasetSettings(
+            name=dataset, split=split, limit=limit, path=path, dataset_name=dataset_name,
+            question_field=question_field, answer_field=answer_field, answer_kind=answer_kind,
+            gold_format=gold_format, arith_seed=arith_seed,
+        )
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    try:
+        with Store(db or default_db_path()) as store:
+            summary = ingest_problems(store, settings)
+            quarantined = store.query(
+                "SELECT source, line, reason FROM quarantine ORDER BY created_at DESC, line LIMIT 10"
+            )
+    except _user_errors() as exc:
+        _fail(str(exc))
+    _print_rows(["dataset", "split", "valid rows", "new problems", "quarantined"],
+                [(summary.dataset, summary.split, summary.loaded, summary.new, summary.quarantined)], "ingest")
+    if summary.quarantined:
+        _print_rows(quarantined.columns, quarantined.rows, "quarantine (latest 10)")
+
+
+@app.command()
+def query(
+    sql_or_name: Annotated[str, typer.Argument(help="a saved query name (see --list) or any SQL")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="print rows as a JSON array of objects")] = False,
+    list_queries: Annotated[bool, typer.Option("--list", help="list saved queries")] = False,
+    db: DbOption = None,
+) -> None:
+    """Run a saved query (sql/queries/NAME.sql) or any SQL against the store."""
+    from tasks.config import default_db_path
+    from tasks.store import Store, saved_queries
+
+    if list_queries or not sql_or_name:
+        for name, path in saved_queries().items():
+            first = path.read_text().splitlines()[0].lstrip("- ").strip()
+            console.print(f"[bold]{name}[/]  {first}")
+        return
+    try:
+        with Store(db or default_db_path(), read_only=True) as store:
+            result = store.saved_query(sql_or_name) if sql_or_name in saved_queries() else store.query(sql_or_name)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dicts(), default=_json_default, indent=1) + "\n")
+    else:
+        _print_rows(result.columns, result.rows)
+
+
+@model_app.command("prepare")
+def model_prepare(force: Annotated[bool, typer.Option(help="convert again even if cached")] = False) -> None:
+    """Convert the embedded SmolLM2-135M-Instruct GGUF into a safetensors folder (once)."""
+    from tasks.models import ModelError, prepare_embedded_model
+
+    try:
+        path = prepare_embedded_model(force=force)
+    except ModelError as exc:
+        _fail(str(exc))
+    console.print(f"embedded model ready: {path}")
+
+
+@app.command()
+def demo(
+    arith_problems: Annotated[int, typer.Option(help="arith problems")] = 40,
+    gsm8k_problems: Annotated[int, typer.Option(help="GSM8K test problems")] = 8,
+    db: DbOption = None,
+) -> None:
+    """The `make demo` job: label arith (40 x 4 x 8) and a GSM8K slice, then print the results."""
+    import time
+
+    from tasks.config import LabelConfig, default_db_path
+
+    started = time.perf_counter()
+    db_path = db or default_db_path()
+    jobs = [
+        LabelConfig(db=db_path, dataset={"name": "arith", "limit": arith_problems}, solutions=4, rollouts=8),
+        LabelConfig(db=db_path, dataset={"name": "gsm8k", "split": "test", "limit": gsm8k_problems},
+                    solutions=4, rollouts=4, rollout={"temperature": 0.7, "max_tokens": 160}),
+    ]
+    try:
+        for config in jobs:
+            console.rule(f"label {config.dataset.name}: {config.dataset.limit} problems x "
+                         f"{config.solutions} solutions x {config.rollouts} rollouts")
+            _print_summary(_run_label(config))
+    except _user_errors() as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    console.rule("demo finished")
+    console.print(f"wall time: {time.perf_counter() - started:.0f} s    database: {Path(db_path).resolve()}")
+    console.print("try:\n"
+                  f"  .venv/bin/prmf query gold_agreement --db {db_path}\n"
+                  f"  .venv/bin/prmf query \"SELECT dataset, count(*) AS problems FROM problems GROUP BY 1\" --json --db {db_path}")
+
+
+if __name__ == "__main__":
+    app()

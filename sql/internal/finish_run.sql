@@ -1,0 +1,6 @@
+-- Close a run: status, error and the tokens generated under it (solutions + rollouts).
+UPDATE runs
+SET status = ?, error = ?, finished_at = current_timestamp,
+    tokens_generated = (SELECT coalesce(sum(num_tokens), 0) FROM generations WHERE run_id = ?)
+                     + (SELECT coalesce(sum(num_tokens), 0) FROM rollouts WHERE run_id = ?)
+WHERE run_id = ?;

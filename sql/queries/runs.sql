@@ -1,0 +1,7 @@
+-- Recent runs with their lineage and throughput.
+SELECT run_id, flow_name, dataset, status, completer_model, backend,
+       started_at, finished_at, tokens_generated,
+       round(tokens_generated / nullif(epoch(finished_at - started_at), 0), 1) AS tokens_per_s
+FROM runs
+ORDER BY started_at DESC
+LIMIT 20;

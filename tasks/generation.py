@@ -1,0 +1,142 @@
+"""Generate: sample M solutions per problem, grade them, split them into steps.
+
+One generator request per problem (``n=M``), many problems per engine call. Each request is a
+``generations`` row keyed by (problem, generator, sampling, M): a rerun skips problems whose
+request is already stored. Identical solution texts are stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from tasks import arith
+from tasks.completers import Completer, get_completer
+from tasks.config import LabelConfig
+from tasks.grading import GradeResult, Grader, extract_answer
+from tasks.progress import progress
+from tasks.steps import build_messages, prefix_text, split_steps
+from tasks.store import Store, content_key
+
+PROBLEMS_PER_CALL = 32
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    requests: int  # generator requests made in this call (0 when everything was stored)
+    solutions: int  # distinct solutions stored
+    empty: int  # sampled texts with no step at all (not stored)
+    tokens: int
+    engine_seconds: float
+
+
+def prompt_style(problem: dict[str, Any]) -> str:
+    return "numeric" if problem["answer_kind"] == "numeric" else "math"
+
+
+def gold_labels(problem: dict[str, Any], steps: list[str], correct: bool) -> list[bool | None]:
+    """Gold prefix labels where the dataset has them (arith), else None for every step."""
+    if problem["dataset"] != "arith":
+        return [None] * len(steps)
+    meta = problem["meta"] if isinstance(problem["meta"], dict) else json.loads(problem["meta"])
+    return list(arith.gold_step_labels(arith.problem_from_meta(problem["question"], problem["gold_answer"], meta), steps, correct))
+
+
+def solution_rows(
+    problem: dict[str, Any], generation_id: str, generator: str, text: str, num_tokens: int, grade: GradeResult, run_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    steps = split_steps(text)
+    if not steps:
+        return None
+    solution_id = content_key(problem["problem_id"], generator, text)
+    solution = {
+        "solution_id": solution_id,
+        "problem_id": problem["problem_id"],
+        "generation_id": generation_id,
+        "generator_model": generator,
+        "text": text,
+        "final_answer": extract_answer(text),
+        "correct": grade.correct,
+        "grade_status": grade.status,
+        "num_tokens": num_tokens,
+        "num_steps": len(steps),
+        "run_id": run_id,
+    }
+    golds = gold_labels(problem, steps, grade.correct)
+    step_rows = [
+        {
+            "solution_id": solution_id,
+            "step_index": i + 1,
+            "text": step,
+            "prefix_hash": content_key(prefix_text(steps, i + 1)),
+            "gold": gold,
+        }
+        for i, (step, gold) in enumerate(zip(steps, golds))
+    ]
+    return solution, step_rows
+
+
+def generate_solutions(
+    store: Store, problem_ids: list[str], config: LabelConfig, run_id: str, completer: Completer | None = None
+) -> GenerationSummary:
+    completer = completer or get_completer(config.generator)
+    params = config.generation.key()
+    problems = store.problems_by_id(problem_ids)
+    keyed = {content_key(p["problem_id"], completer.identity, params, config.solutions): p for p in problems}
+    done = store.existing_keys("generations", "generation_id", list(keyed))
+    pending = [(gid, p) for gid, p in keyed.items() if gid not in done]
+
+    stored = empty = tokens = 0
+    engine_seconds = 0.0
+    with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
+        "solutions", len(pending)
+    ) as advance:
+        for start in range(0, len(pending), PROBLEMS_PER_CALL):
+            batch = pending[start : start + PROBLEMS_PER_CALL]
+            prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for _, p in batch]
+            t0 = time.perf_counter()
+            outputs = completer.complete(prompts, config.solutions, config.generation)
+            engine_seconds += time.perf_counter() - t0
+
+            samples = [(gid, p, c) for (gid, p), group in zip(batch, outputs) for c in group]
+            grades = grader.grade([(extract_answer(c.text), p["gold_answer"], p["answer_kind"]) for _, p, c in samples])
+            generations, solutions, steps = [], {}, []
+            for gid, p in batch:
+                group_tokens = sum(c.num_tokens for g, _, c in samples if g == gid)
+                generations.append(
+                    {"generation_id": gid, "problem_id": p["problem_id"], "generator_model": completer.identity,
+                     "params": params, "n": config.solutions, "num_tokens": group_tokens, "run_id": run_id}
+                )
+                tokens += group_tokens
+            for (gid, p, c), grade in zip(samples, grades):
+                rows = solution_rows(p, gid, completer.identity, c.text, c.num_tokens, grade, run_id)
+                if rows is None:
+                    empty += 1
+                elif rows[0]["solution_id"] not in solutions:  # identical samples: keep one
+                    solutions[rows[0]["solution_id"]] = rows[0]
+                    steps.extend(rows[1])
+            with store.transaction() as con:  # a batch is stored whole or not at all
+                store.insert_rows("generations", generations, con)
+                stored += store.insert_rows("solutions", list(solutions.values()), con)
+                store.insert_rows("steps", steps, con)
+            advance(len(batch))
+    return GenerationSummary(len(pending), stored, empty, tokens, engine_seconds)
+
+
+@task(
+    name="generate",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    task_run_name="generate-{config.dataset.name}-m{config.solutions}",
+)
+def generate_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> GenerationSummary:
+    # Retrying is safe: finished requests are stored and skipped on the next attempt.
+    with Store(config.db) as store:
+        return generate_solutions(store, problem_ids, config, run_id)

@@ -1,0 +1,95 @@
+"""Run lineage: every flow run is a ``runs`` row linking the store to the Prefect flow run."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import LabelConfig
+from tasks.models import resolve_model
+from tasks.store import Store, to_json
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and -dirty) when running from a checkout."""
+    try:
+        version = metadata.version("prm-factory")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=REPO, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{version}+{commit}"
+    except (OSError, subprocess.SubprocessError):
+        return version
+
+
+def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | None, config: LabelConfig) -> None:
+    completer = config.completer_settings
+    store.start_run(
+        {
+            "run_id": run_id,
+            "flow_name": flow_name,
+            "flow_run_name": flow_run_name,
+            "dataset": config.dataset.name,
+            "split": config.dataset.split,
+            "generator_model": resolve_model(config.generator.model).identity,
+            "completer_model": resolve_model(completer.model).identity,
+            "backend": completer.backend,
+            "generation_params": config.generation.key(),
+            "rollout_params": config.rollout.key(),
+            "config": to_json(config.model_dump(mode="json")),
+            "code_version": code_version(),
+        }
+    )
+
+
+@task(name="start-run", cache_policy=NO_CACHE)
+def start_run_task(config: LabelConfig, run_id: str, flow_name: str, flow_run_name: str | None) -> None:
+    with Store(config.db) as store:
+        start_run(store, run_id, flow_name, flow_run_name, config)
+
+
+@task(name="finish-run", cache_policy=NO_CACHE)
+def finish_run_task(db: str, run_id: str, status: str, error: str | None = None) -> None:
+    with Store(db) as store:
+        store.finish_run(run_id, status, error)
+
+
+def summarize_run(
+    store: Store, config: LabelConfig, run_id: str, ingested: Any, generated: Any, labelled: Any, wall_seconds: float
+) -> dict[str, Any]:
+    """The numbers a user wants after a run: volume, accuracy, cost, agreement with gold."""
+    summary = store.run_summary(run_id, ingested.problem_ids, resolve_model(config.generator.model).identity)
+    engine_seconds = generated.engine_seconds + labelled.engine_seconds
+    tokens = generated.tokens + labelled.tokens
+    return {
+        "run_id": run_id,
+        "dataset": ingested.dataset,
+        "split": ingested.split,
+        **summary,
+        "quarantined": ingested.quarantined,
+        "new_solutions": generated.solutions,
+        "prefixes_labelled_now": labelled.units_labelled,
+        "prefixes_already_stored": labelled.units_done_before,
+        "tokens_per_s": tokens / engine_seconds if engine_seconds else None,
+        "wall_seconds": wall_seconds,
+        "db": str(config.db),
+    }
+
+
+@task(name="summarize-run", cache_policy=NO_CACHE)
+def summarize_run_task(
+    config: LabelConfig, run_id: str, ingested: Any, generated: Any, labelled: Any, wall_seconds: float
+) -> dict[str, Any]:
+    with Store(config.db, read_only=False) as store:
+        return summarize_run(store, config, run_id, ingested, generated, labelled, wall_seconds)
