@@ -124,7 +124,7 @@ def _to_fraction(text: str) -> Fraction:
 
 def _evaluate(expression: str) -> Fraction | None:
     """Evaluate + - * / over numbers exactly; None if it is not such an expression."""
-    cleaned = expression.replace("×", "*").replace("÷", "/").replace(",", "")
+    cleaned = expression.strip().replace("×", "*").replace("÷", "/").replace(",", "")
     cleaned = re.sub(r"(?<=[\d\s)])x(?=[\s\d(])", "*", cleaned)
     try:
         tree = ast.parse(cleaned, mode="eval").body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -29,8 +30,9 @@ def load_source(settings: DatasetSettings):
         kwargs = {"seed": settings.arith_seed, "difficulty": settings.arith}
     elif settings.name in ("jsonl", "hf"):
         kwargs = {
-            "path": settings.path,
-            "dataset_name": settings.dataset_name,
+            ("path" if settings.name == "jsonl" else "name"): settings.path,
+            # Without an explicit name, problems are filed under the source's file/folder name.
+            "dataset_name": settings.dataset_name or Path(settings.path or "").stem or settings.name,
             "question_field": settings.question_field,
             "answer_field": settings.answer_field,
             "answer_kind": settings.answer_kind,
