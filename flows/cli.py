@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 # Quiet by default: vLLM logs every engine detail at INFO; --verbose restores it.
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -39,7 +39,7 @@ DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (def
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, greppable
     raise typer.Exit(code)
 
 

@@ -26,14 +26,18 @@ from pydantic import BaseModel, Field
 
 
 class ArithDifficulty(BaseModel):
-    """Difficulty knobs. Defaults are tuned so SmolLM2-135M-Instruct is right on ~30-60%."""
+    """Difficulty knobs. Defaults are tuned so SmolLM2-135M-Instruct is right on ~30-60%.
+
+    Measured on 40 problems x 4 samples, 2 operations: '+' with start <= 10 and operands <= 5
+    gave 26% at T=0.7 and 38% at T=0.4; '+-' with start <= 20, operands <= 10 gave 4-14%.
+    """
 
     min_ops: int = Field(2, ge=1, le=6, description="fewest operations per problem")
     max_ops: int = Field(2, ge=1, le=6, description="most operations per problem")
-    max_start: int = Field(20, ge=3, description="largest starting quantity")
-    max_operand: int = Field(10, ge=2, description="largest operand of + and -")
+    max_start: int = Field(10, ge=3, description="largest starting quantity")
+    max_operand: int = Field(5, ge=2, description="largest operand of + and -")
     max_multiplier: int = Field(3, ge=2, description="largest multiplier of x")
-    ops: str = Field("+-", description="allowed operations, a subset of '+-*'")
+    ops: str = Field("+", description="allowed operations, a subset of '+-*'")
 
 
 NAMES = ["Tom", "Anna", "Lena", "Omar", "Ravi", "Mia", "Jack", "Sara", "Ben", "Yuki", "Ivan", "Nora"]

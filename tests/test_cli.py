@@ -1,0 +1,63 @@
+"""The prmf CLI on a real DuckDB file (commands that need no engine)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_ingest_reports_counts_and_quarantine(tmp_path):
+    source = tmp_path / "mixed.jsonl"
+    source.write_text('{"q": "1+1?", "a": "2"}\n{broken\n{"q": "2+2?", "a": "4"}\n')
+    db = tmp_path / "cli.duckdb"
+    result = runner.invoke(app, ["ingest", "--dataset", "jsonl", "--path", str(source), "--question-field", "q",
+                                 "--answer-field", "a", "--answer-kind", "numeric", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    counts_row = next(line for line in result.output.splitlines() if line.startswith("│ mixed"))
+    assert [c.strip() for c in counts_row.strip("│").split("│")] == ["mixed", "train", "2", "2", "1"]
+    assert "quarantine" in result.output and "invalid JSON" in result.output
+    from tasks.store import Store
+
+    with Store(db, read_only=True) as store:
+        assert store.query("SELECT source, line FROM quarantine").rows == [(str(source), 2)]
+
+
+def test_query_json_and_saved_queries(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    assert runner.invoke(app, ["ingest", "--dataset", "gsm8k", "--limit", "3", "--db", str(db)]).exit_code == 0
+    result = runner.invoke(app, ["query", "SELECT dataset, split, gold_answer FROM problems ORDER BY source_row",
+                                 "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [
+        {"dataset": "gsm8k", "split": "test", "gold_answer": "18"},
+        {"dataset": "gsm8k", "split": "test", "gold_answer": "3"},
+        {"dataset": "gsm8k", "split": "test", "gold_answer": "70000"},
+    ]
+    listing = runner.invoke(app, ["query", "--list"])
+    assert "label_stats" in listing.output and "gold_agreement" in listing.output
+    saved = runner.invoke(app, ["query", "dataset_accuracy", "--json", "--db", str(db)])
+    assert saved.exit_code == 0 and json.loads(saved.output) == []
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRMF_DB", str(tmp_path / "env.duckdb"))
+    missing = runner.invoke(app, ["query", "SELECT 1"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    bad_sql = tmp_path / "env.duckdb"
+    runner.invoke(app, ["ingest", "--dataset", "arith", "--limit", "2"])
+    assert bad_sql.exists()
+    result = runner.invoke(app, ["query", "SELEC nonsense"])
+    assert result.exit_code == 2 and "error" in result.output
+    result = runner.invoke(app, ["label", "--dataset", "nope"])
+    assert result.exit_code == 2 and "unknown dataset" in result.output
+    result = runner.invoke(app, ["label", "--rollouts", "0"])
+    assert result.exit_code == 2 and "rollouts" in result.output
+    result = runner.invoke(app, ["label", "--backend", "openai"])
+    assert result.exit_code == 2 and "base URL" in result.output
+    result = runner.invoke(app, ["ingest", "--dataset", "jsonl", "--path", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 2 and "nope.jsonl" in result.output
