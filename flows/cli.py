@@ -15,6 +15,7 @@ import decimal
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -22,6 +23,10 @@ from typing import Annotated, Any, Optional
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Library deprecation chatter (torch.distributed inside vLLM) is not the user's concern; the
+# variable also reaches the engine's worker processes.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 import typer  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
@@ -170,7 +175,7 @@ def label(
     base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="openai backend server URL (repeatable)")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="openai backend: model name on the server")] = None,
     generator_backend: Annotated[Optional[str], typer.Option(help="generator backend (default vllm)")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="solution sampling temperature (default 0.5)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="solution sampling temperature (default 0.7)")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per solution (default 192)")] = None,
     rollout_temperature: Annotated[Optional[float], typer.Option(help="rollout temperature (default 0.7)")] = None,
     rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default 128)")] = None,
@@ -299,6 +304,33 @@ def model_prepare(force: Annotated[bool, typer.Option(help="convert again even i
     except ModelError as exc:
         _fail(str(exc))
     console.print(f"embedded model ready: {path}")
+
+
+bench_app = typer.Typer(help="Benchmarks: figures printed side by side with the baseline.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("engine")
+def bench_engine(
+    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first")] = "baseline,no-reserved-core,eager",
+    problems: Annotated[int, typer.Option(help="step prefixes in the workload")] = 32,
+    n: Annotated[int, typer.Option("-n", help="rollouts per prefix")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="max tokens per rollout")] = 48,
+) -> None:
+    """Engine start time and rollout throughput per vLLM engine variant (one process each)."""
+    from tasks.bench import compare
+
+    try:
+        results = compare([v.strip() for v in variants.split(",") if v.strip()], problems, n, max_tokens)
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    base = results[0]
+    _print_rows(
+        ["variant", "engine start s", "generate s", "prefixes", "rollouts", "tokens", "tokens/s", "prefixes/s", "vs baseline"],
+        [(r.variant, r.engine_start_s, r.generate_s, r.prefixes, r.rollouts, r.tokens, r.tokens_per_s,
+          r.prefixes_per_s, f"{r.tokens_per_s / base.tokens_per_s:.2f}x") for r in results],
+        "prmf bench engine",
+    )
 
 
 @app.command()

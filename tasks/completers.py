@@ -97,6 +97,7 @@ class VLLMCompleter(_TemplatedCompleter):
             max_model_len=settings.max_model_len,
             enable_prefix_caching=True,
             seed=settings.seed,
+            enforce_eager=settings.enforce_eager,
         )
         kv_gib = settings.kv_cache_gib
         if current_platform.is_cpu():

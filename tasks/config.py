@@ -52,6 +52,7 @@ class ModelSettings(_Strict):
     )
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: memory fraction")
     seed: int = Field(0, description="engine seed (per-request seeds crash vLLM-CPU)")
+    enforce_eager: bool = Field(False, description="vllm: skip torch.compile / CUDA graphs (faster start)")
     request_timeout_s: float = Field(300.0, gt=0, description="openai backend: per-request timeout")
 
     @model_validator(mode="after")
@@ -111,7 +112,7 @@ class LabelConfig(_Strict):
     generator: ModelSettings = Field(default_factory=ModelSettings, description="samples the solutions")
     completer: ModelSettings | None = Field(None, description="rolls out from prefixes (default: the generator)")
     generation: SamplingSettings = Field(
-        default_factory=lambda: SamplingSettings(temperature=0.5, max_tokens=192),
+        default_factory=lambda: SamplingSettings(temperature=0.7, max_tokens=192),
         description="sampling for solutions",
     )
     rollout: SamplingSettings = Field(

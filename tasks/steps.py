@@ -30,7 +30,9 @@ SYSTEM_PROMPTS: dict[str, str] = {
 
 # Few-shot examples teach the 135M default model the step format (it ignores instructions
 # alone). Arith examples come from a seed range no dataset split uses.
+# Four shots, not two: SmolLM2 on default arith went from 17% to 45% correct (T=0.7, 240 samples).
 _FEW_SHOT_SEED = -1
+_NUMERIC_SHOTS = 4
 _MATH_SHOT = (
     "What is $\\frac{1}{2} + \\frac{1}{3}$?",
     "\\frac{1}{2} = \\frac{3}{6}\n\\frac{1}{3} = \\frac{2}{6}\n"
@@ -41,7 +43,7 @@ _MATH_SHOT = (
 def few_shot(style: PromptStyle) -> list[tuple[str, str]]:
     if style == "math":
         return [_MATH_SHOT]
-    shots = [generate_problem(i, seed=_FEW_SHOT_SEED) for i in range(2)]
+    shots = [generate_problem(i, seed=_FEW_SHOT_SEED) for i in range(_NUMERIC_SHOTS)]
     return [(p.question, "\n".join(reference_solution(p))) for p in shots]
 
 
