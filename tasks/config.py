@@ -52,7 +52,9 @@ class ModelSettings(_Strict):
     )
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: memory fraction")
     seed: int = Field(0, description="engine seed (per-request seeds crash vLLM-CPU)")
-    enforce_eager: bool = Field(False, description="vllm: skip torch.compile / CUDA graphs (faster start)")
+    enforce_eager: bool | None = Field(
+        None, description="vllm: skip torch.compile / CUDA graphs (default: yes on CPU, no on GPU)"
+    )
     request_timeout_s: float = Field(300.0, gt=0, description="openai backend: per-request timeout")
 
     @model_validator(mode="after")

@@ -61,3 +61,14 @@ def test_bad_input_gives_one_line_errors(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "base URL" in result.output
     result = runner.invoke(app, ["ingest", "--dataset", "jsonl", "--path", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2 and "nope.jsonl" in result.output
+
+
+def test_config_file_and_flag_overrides_compose():
+    from flows.cli import _build_config
+
+    base = {"dataset": {"name": "gsm8k", "limit": 7}, "rollouts": 16}
+    config = _build_config(base, {"dataset.name": None, "rollouts": 4, "generation.temperature": 0.2})
+    assert config.dataset.name == "gsm8k" and config.dataset.limit == 7  # unset flags keep the file's values
+    assert config.rollouts == 4  # set flags win
+    assert config.generation.temperature == 0.2 and config.generation.max_tokens == 192  # siblings keep defaults
+    assert config.completer is None and config.completer_settings == config.generator
