@@ -58,10 +58,12 @@ def vllm_server():
     """A real OpenAI-compatible vLLM server on 127.0.0.1 (the CPU build has no `vllm serve`)."""
     port = _free_port()
     model = resolve_model(EMBEDDED_MODEL).path
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
+           "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
-         "--port", str(port), "--enable-prefix-caching", "--max-model-len", "2048", "--seed", "0"],
+         "--port", str(port), "--enable-prefix-caching", "--max-model-len", "2048", "--seed", "0",
+         "--enforce-eager"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
