@@ -15,7 +15,7 @@ setup: $(MODEL_STAMP)
 # Reinstalls only when the lock or the project metadata changes.
 $(STAMP): requirements/cpu.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3 setuptools==78.1.1 wheel==0.45.1
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/cpu.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
