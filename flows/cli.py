@@ -23,6 +23,10 @@ from typing import Annotated, Any, Optional
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Flow and task state lines would interleave with the progress bars; --verbose brings them back.
+_VERBOSE = any(a in ("-v", "--verbose") for a in sys.argv[1:2])
+if not _VERBOSE:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Library deprecation chatter (torch.distributed inside vLLM) is not the user's concern; the
 # variable also reaches the engine's worker processes.
 os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
@@ -37,7 +41,8 @@ app = typer.Typer(help="prm-factory: process-supervision data for PRMs (Math-She
                   no_args_is_help=True, pretty_exceptions_enable=False)
 model_app = typer.Typer(help="Model preparation.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-console = Console()
+# Piped output (files, `| less`) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 from tasks.config import LabelConfig  # noqa: E402
@@ -161,8 +166,6 @@ def _run_label(config) -> dict[str, Any]:
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show engine and flow logs")] = False) -> None:
     if verbose:
         os.environ["VLLM_LOGGING_LEVEL"] = "INFO"
-    else:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 @app.command()
@@ -372,7 +375,8 @@ def demo(
     console.print(f"wall time: {time.perf_counter() - started:.0f} s    database: {Path(db_path).resolve()}")
     console.print("try:\n"
                   f"  .venv/bin/prmf query gold_agreement --db {db_path}\n"
-                  f"  .venv/bin/prmf query \"SELECT dataset, count(*) AS problems FROM problems GROUP BY 1\" --json --db {db_path}")
+                  f"  .venv/bin/prmf query \"SELECT dataset, count(*) AS problems FROM problems GROUP BY 1\" --json --db {db_path}",
+                  soft_wrap=True)
 
 
 if __name__ == "__main__":
