@@ -14,6 +14,7 @@ from prefect import flow, runtime
 from tasks.config import LabelConfig
 from tasks.generation import generate_task
 from tasks.ingest import ingest_task
+from tasks.models import prepare_model
 from tasks.runs import finish_run_task, start_run_task, summarize_run_task
 from tasks.shepherd import label_task
 
@@ -31,6 +32,8 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
     """Sample solutions for a dataset slice and label every step prefix Math-Shepherd style."""
     started = time.perf_counter()
     run_id, db = str(runtime.flow_run.id), str(config.db)
+    for model in {config.generator.model, config.completer_settings.model}:
+        prepare_model(model)  # converts the embedded model on first use; fails fast on a bad path
     start_run_task(config, run_id, "label", runtime.flow_run.name)
     try:
         ingested = ingest_task(db, config.dataset, run_id)

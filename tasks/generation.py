@@ -41,11 +41,12 @@ def prompt_style(problem: dict[str, Any]) -> str:
 
 
 def gold_labels(problem: dict[str, Any], steps: list[str], correct: bool) -> list[bool | None]:
-    """Gold prefix labels where the dataset has them (arith), else None for every step."""
-    if problem["dataset"] != "arith":
+    """Gold prefix labels where the problem carries gold intermediate values (arith), else None."""
+    meta = problem["meta"] if isinstance(problem["meta"], dict) else json.loads(problem["meta"] or "{}")
+    if "gold_values" not in meta:
         return [None] * len(steps)
-    meta = problem["meta"] if isinstance(problem["meta"], dict) else json.loads(problem["meta"])
-    return list(arith.gold_step_labels(arith.problem_from_meta(problem["question"], problem["gold_answer"], meta), steps, correct))
+    checked = arith.problem_from_meta(problem["question"], problem["gold_answer"], meta)
+    return list(arith.gold_step_labels(checked, steps, correct))
 
 
 def solution_rows(

@@ -125,6 +125,6 @@ def resolve_model(setting: str) -> ResolvedModel:
     )
 
 
-@task(name="prepare-model", retries=1)
+@task(name="prepare-model", task_run_name="prepare-model-{setting}")
 def prepare_model(setting: str) -> ResolvedModel:
     return resolve_model(setting)
