@@ -150,6 +150,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _check_models(config) -> None:
+    """Fail fast, before any flow run, on a model setting that cannot be resolved."""
+    from tasks.models import resolve_model
+
+    for settings in (config.generator, config.completer_settings):
+        resolve_model(settings.model)
+
+
 def _run_label(config) -> dict[str, Any]:
     from flows.label import label
     from tasks.progress import RichReporter, set_reporter
@@ -222,6 +230,7 @@ def label(
     except ValidationError as exc:
         _fail(_validation_message(exc))
     try:
+        _check_models(config)
         summary = _run_label(config)
     except _user_errors() as exc:
         _fail(str(exc))
@@ -361,6 +370,7 @@ def demo(
                     solutions=4, rollouts=4, rollout={"temperature": 0.7, "max_tokens": 160}),
     ]
     try:
+        _check_models(jobs[0])
         for config in jobs:
             console.rule(f"label {config.dataset.name}: {config.dataset.limit} problems x "
                          f"{config.solutions} solutions x {config.rollouts} rollouts")

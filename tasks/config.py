@@ -101,6 +101,8 @@ class DatasetSettings(_Strict):
     def _source_needs_path(self) -> "DatasetSettings":
         if self.name in ("jsonl", "hf") and not self.path:
             raise ValueError(f"dataset {self.name!r} needs --path")
+        if self.name == "jsonl" and not Path(self.path).expanduser().is_file():
+            raise ValueError(f"{self.path}: file not found")
         return self
 
 

@@ -61,6 +61,11 @@ def test_bad_input_gives_one_line_errors(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "base URL" in result.output
     result = runner.invoke(app, ["ingest", "--dataset", "jsonl", "--path", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2 and "nope.jsonl" in result.output
+    # Label checks models and sources before starting any flow run: one line, no traceback.
+    result = runner.invoke(app, ["label", "--generator", str(tmp_path / "no-model")])
+    assert result.exit_code == 2 and "no-model" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["label", "--dataset", "jsonl", "--path", str(tmp_path / "gone.jsonl")])
+    assert result.exit_code == 2 and "gone.jsonl: file not found" in result.output
 
 
 def test_config_file_and_flag_overrides_compose():
