@@ -309,6 +309,26 @@ def query(
         _print_rows(result.columns, result.rows)
 
 
+@app.command()
+def doctor(db: DbOption = None) -> None:
+    """Check the environment (engine, model cache) and the store's integrity; say how to fix problems."""
+    from tasks.config import default_db_path
+    from tasks.doctor import check_environment, check_store
+
+    checks = check_environment() + check_store(Path(db or default_db_path()))
+    table = Table(title="prmf doctor")
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]PROBLEM[/]", c.detail)
+    console.print(table)
+    problems = [c for c in checks if not c.ok]
+    for c in problems:
+        console.print(f"[bold]{c.name}[/]: {c.fix}", soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+
+
 @model_app.command("prepare")
 def model_prepare(force: Annotated[bool, typer.Option(help="convert again even if cached")] = False) -> None:
     """Convert the embedded SmolLM2-135M-Instruct GGUF into a safetensors folder (once)."""

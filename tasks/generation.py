@@ -19,6 +19,7 @@ from prefect.tasks import exponential_backoff
 from tasks import arith
 from tasks.completers import Completer, get_completer
 from tasks.config import LabelConfig
+from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
 from tasks.progress import progress
 from tasks.steps import build_messages, prefix_text, split_steps
@@ -126,6 +127,7 @@ def generate_solutions(
                 store.insert_rows("generations", generations, con)
                 stored += store.insert_rows("solutions", list(solutions.values()), con)
                 store.insert_rows("steps", steps, con)
+            checkpoint("generate-batch-stored")
             advance(len(batch))
     return GenerationSummary(len(pending), stored, empty, tokens, engine_seconds)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -33,8 +35,29 @@ def code_version() -> str:
         return version
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def mark_crashed_runs(store: Store) -> list[str]:
+    """Runs still 'running' whose process on this host is gone were killed: say so."""
+    host = socket.gethostname()
+    rows = store.query("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [host]).rows
+    crashed = [run_id for run_id, pid in rows if pid is None or not process_alive(pid)]
+    for run_id in crashed:
+        store.finish_run(run_id, "crashed", f"process on {host} ended without finishing the run")
+    return crashed
+
+
 def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | None, config: LabelConfig) -> None:
     completer = config.completer_settings
+    mark_crashed_runs(store)
     store.start_run(
         {
             "run_id": run_id,
@@ -49,6 +72,8 @@ def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | No
             "rollout_params": config.rollout.key(),
             "config": to_json(config.model_dump(mode="json")),
             "code_version": code_version(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
     )
 

@@ -19,6 +19,7 @@ from prefect.tasks import exponential_backoff
 
 from tasks.completers import Completer, get_completer
 from tasks.config import LabelConfig
+from tasks.faults import checkpoint
 from tasks.generation import prompt_style
 from tasks.grading import Grader, extract_answer
 from tasks.models import resolve_model
@@ -93,6 +94,7 @@ def label_prefixes(
             t0 = time.perf_counter()
             outputs = completer.complete(prompts, config.rollouts, config.rollout)
             engine_seconds += time.perf_counter() - t0
+            checkpoint("label-batch-generated")
             # The answer is read from prefix + rollout: the full solution the rollout completes.
             answers = [extract_answer(u.prefix + c.text) for u, group in zip(batch, outputs) for c in group]
             kinds = [(u.problem["gold_answer"], u.problem["answer_kind"]) for u, group in zip(batch, outputs) for _ in group]
@@ -117,7 +119,9 @@ def label_prefixes(
                     tokens += c.num_tokens
             with store.transaction() as con:  # units and their rollouts: all or nothing
                 store.insert_rows("work_units", unit_rows, con)
+                checkpoint("label-in-transaction")
                 rollouts += store.insert_rows("rollouts", rollout_rows, con)
+            checkpoint("label-batch-stored")
             advance(len(batch))
     return LabelSummary(len(units), len(done), len(pending), rollouts, tokens, engine_seconds)
 

@@ -9,6 +9,7 @@ import pytest
 from tasks.config import DatasetSettings
 from tasks.ingest import ingest_problems
 from tasks.store import Store, StoreError, content_key, saved_queries
+from tests.helpers import seed_store
 
 
 def test_migrations_apply_once_and_record_versions(db_path):
@@ -21,34 +22,9 @@ def test_migrations_apply_once_and_record_versions(db_path):
     assert {"problems", "solutions", "steps", "rollouts", "work_units", "runs", "quarantine", "step_estimates"} <= tables
 
 
-def _seed(store: Store, rollouts_correct: dict[int, list[bool]], solution_correct: bool, gold: list[bool | None]):
-    """One problem, one 3-step solution, rollouts for prefixes 1 and 2."""
-    store.insert_rows("problems", [{"problem_id": "p1", "dataset": "arith", "split": "train", "source": "t",
-                                    "source_row": 1, "question": "q", "gold_answer": "6", "answer_kind": "numeric",
-                                    "meta": "{}"}])
-    store.insert_rows("generations", [{"generation_id": "g1", "problem_id": "p1", "generator_model": "m",
-                                       "params": "{}", "n": 1, "num_tokens": 10, "run_id": "r"}])
-    store.insert_rows("solutions", [{"solution_id": "s1", "problem_id": "p1", "generation_id": "g1",
-                                     "generator_model": "m", "text": "a\nb\nc", "final_answer": "6",
-                                     "correct": solution_correct, "grade_status": "ok", "num_tokens": 10,
-                                     "num_steps": 3, "run_id": "r"}])
-    store.insert_rows("steps", [{"solution_id": "s1", "step_index": i + 1, "text": t, "prefix_hash": f"h{i + 1}",
-                                 "gold": g} for i, (t, g) in enumerate(zip("abc", gold))])
-    for step, outcomes in rollouts_correct.items():
-        unit = f"u{step}"
-        store.insert_rows("work_units", [{"unit_id": unit, "problem_id": "p1", "prefix_hash": f"h{step}",
-                                          "completer_model": "m", "params": "{}", "strategy": "math_shepherd",
-                                          "budget": len(outcomes), "solution_id": "s1", "step_index": step,
-                                          "run_id": "r"}])
-        store.insert_rows("rollouts", [{"rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i,
-                                        "solution_id": "s1", "step_index": step, "text": "x", "answer": None,
-                                        "correct": c, "grade_status": "ok", "num_tokens": 3, "run_id": "r"}
-                                       for i, c in enumerate(outcomes)])
-
-
 def test_step_estimates_derive_he_and_se_from_rollouts(db_path):
     with Store(db_path) as store:
-        _seed(store, {1: [True, False, False, True], 2: [False, False, False, False]}, False, [True, False, False])
+        seed_store(store, {1: [True, False, False, True], 2: [False, False, False, False]}, False, [True, False, False])
         rows = store.query(
             "SELECT step_index, n, k, he, se, gold, from_final_answer FROM step_estimates ORDER BY step_index"
         ).rows
@@ -61,7 +37,7 @@ def test_step_estimates_derive_he_and_se_from_rollouts(db_path):
 
 def test_a_unit_cannot_be_stored_twice(db_path):
     with Store(db_path) as store:
-        _seed(store, {1: [True, True]}, True, [None, None, None])
+        seed_store(store, {1: [True, True]}, True, [None, None, None])
         # INSERT OR IGNORE keeps the first copy ...
         assert store.insert_rows("rollouts", [{"rollout_id": "u1:0", "unit_id": "u1", "sample_index": 0,
                                                "solution_id": "s1", "step_index": 1, "text": "dup", "answer": None,
@@ -77,7 +53,7 @@ def test_a_unit_cannot_be_stored_twice(db_path):
 
 def test_transaction_is_all_or_nothing(db_path):
     with Store(db_path) as store:
-        _seed(store, {}, True, [None, None, None])
+        seed_store(store, {}, True, [None, None, None])
         with pytest.raises(RuntimeError):
             with store.transaction() as con:
                 store.insert_rows("work_units", [{"unit_id": "u9", "problem_id": "p1", "prefix_hash": "h1",

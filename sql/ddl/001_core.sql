@@ -40,9 +40,11 @@ CREATE TABLE runs (
     rollout_params    JSON,
     config            JSON,                    -- the whole LabelConfig
     code_version      VARCHAR,
+    host              VARCHAR,                 -- where the run's process lives, so a later run
+    pid               INTEGER,                 -- can tell a crashed run from a live one
     started_at        TIMESTAMP NOT NULL DEFAULT current_timestamp,
     finished_at       TIMESTAMP,
-    status            VARCHAR NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+    status            VARCHAR NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'crashed')),
     tokens_generated  BIGINT NOT NULL DEFAULT 0,
     error             VARCHAR
 );

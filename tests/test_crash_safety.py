@@ -1,0 +1,95 @@
+"""Crash safety with real faults: a real label run in a subprocess is SIGKILLed at injected
+checkpoints and at an arbitrary time; rerunning the same command completes the job with the
+exact rollout count and no duplicates. Bounded: each run has a 300 s limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tasks.store import Store
+
+pytestmark = pytest.mark.engine
+
+N = 3
+COMMAND = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "4", "--solutions", "2",
+           "--rollouts", str(N), "--batch-prefixes", "2", "--max-tokens", "64", "--rollout-max-tokens", "24"]
+
+
+def run_label(db, tmp_path, fault: str | None = None, kill_after_s: float | None = None) -> int:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": fault or ""}
+    log = tmp_path / "label.log"
+    # A file, not a pipe: the engine process of a killed run may outlive it holding the pipe open.
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(COMMAND + ["--db", str(db)], env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+    try:
+        proc.wait(timeout=kill_after_s if kill_after_s is not None else 300)
+    except subprocess.TimeoutExpired:
+        if kill_after_s is None:
+            raise
+    finally:
+        # The whole process group: the run (if still alive) and its vLLM engine processes.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    if fault is None and kill_after_s is None:
+        assert proc.returncode == 0, log.read_text()[-3000:]
+    time.sleep(1)
+    return proc.returncode
+
+
+def assert_consistent(db) -> dict[str, int]:
+    """Whatever the crash point: no unit half-stored, no duplicate, steps belong to solutions."""
+    with Store(db) as store:  # writable open: replays DuckDB's WAL like the next run would
+        partial = store.query(
+            "SELECT u.unit_id, count(r.rollout_id) FROM work_units u LEFT JOIN rollouts r USING (unit_id) "
+            "GROUP BY 1 HAVING count(r.rollout_id) <> ?", [N]).rows
+        assert partial == []
+        assert store.scalar("SELECT count(*) - count(DISTINCT (unit_id, sample_index)) FROM rollouts") == 0
+        assert store.scalar("SELECT count(*) FROM steps WHERE solution_id NOT IN (SELECT solution_id FROM solutions)") == 0
+        assert store.scalar("SELECT count(*) FROM solutions s WHERE num_steps <> "
+                            "(SELECT count(*) FROM steps st WHERE st.solution_id = s.solution_id)") == 0
+        return {
+            "rollouts": store.scalar("SELECT count(*) FROM rollouts"),
+            "units": store.scalar("SELECT count(*) FROM work_units"),
+            "expected_units": store.scalar(
+                "SELECT count(DISTINCT (s.problem_id, st.prefix_hash)) FROM steps st JOIN solutions s USING "
+                "(solution_id) WHERE st.step_index < s.num_steps"),
+        }
+
+
+def test_sigkill_at_any_point_then_rerun_completes_exactly(tmp_path):
+    db = tmp_path / "crash.duckdb"
+
+    assert run_label(db, tmp_path, fault="generate-batch-stored:1") == -signal.SIGKILL
+    after_generation = assert_consistent(db)
+    assert after_generation["units"] == 0 and after_generation["expected_units"] > 0
+
+    assert run_label(db, tmp_path, fault="label-in-transaction:2") == -signal.SIGKILL
+    mid_write = assert_consistent(db)
+    assert mid_write["units"] == 2  # the first batch committed; the second rolled back whole
+
+    assert run_label(db, tmp_path, fault="label-batch-generated:1") == -signal.SIGKILL
+    assert assert_consistent(db)["units"] == 2  # sampled but unstored rollouts are redone, never half-kept
+
+    run_label(db, tmp_path, kill_after_s=45)  # an arbitrary moment: engine start, sampling or a write
+    assert_consistent(db)
+
+    run_label(db, tmp_path)
+    final = assert_consistent(db)
+    assert final["units"] == final["expected_units"] > 2
+    assert final["rollouts"] == N * final["expected_units"]
+    with Store(db, read_only=True) as store:
+        statuses = [s for (s,) in store.query("SELECT status FROM runs ORDER BY started_at").rows]
+        assert statuses[-1] == "completed"
+        assert statuses[:3] == ["crashed"] * 3  # each rerun marked the killed run before it
+        assert store.scalar("SELECT count(DISTINCT problem_id) FROM solutions") == 4
+        assert store.scalar("SELECT count(*) FROM generations") == 4  # generation was never redone
