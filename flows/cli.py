@@ -174,6 +174,9 @@ def _run_label(config) -> dict[str, Any]:
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show engine and flow logs")] = False) -> None:
     if verbose:
         os.environ["VLLM_LOGGING_LEVEL"] = "INFO"
+    from tasks.guard import guard_descendants
+
+    guard_descendants()  # engines and Prefect's temporary server die with this process
 
 
 @app.command()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tasks.config import ModelSettings, SamplingSettings
+from tasks.guard import guard_descendants
 from tasks.models import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class VLLMCompleter(_TemplatedCompleter):
         kwargs["enforce_eager"] = on_cpu if settings.enforce_eager is None else settings.enforce_eager
         if kv_gib:
             kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+        guard_descendants()  # a killed run must not leave its engine processes behind
         try:
             self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:  # vLLM raises many types; the cause is in its log above

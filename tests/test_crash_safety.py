@@ -30,6 +30,9 @@ def run_label(db, tmp_path, fault: str | None = None, kill_after_s: float | None
                                 start_new_session=True)
     try:
         proc.wait(timeout=kill_after_s if kill_after_s is not None else 300)
+        if fault:  # killed itself: its engine processes must not outlive it (they would hold a GPU)
+            survivors = survivors_of(proc.pid)
+            assert survivors == [], f"processes outlived the killed run: {survivors}"
     except subprocess.TimeoutExpired:
         if kill_after_s is None:
             raise
@@ -44,6 +47,37 @@ def run_label(db, tmp_path, fault: str | None = None, kill_after_s: float | None
         assert proc.returncode == 0, log.read_text()[-3000:]
     time.sleep(1)
     return proc.returncode
+
+
+def survivors_of(session: int, grace_s: float = 20.0) -> list[tuple[int, str]]:
+    """Processes still in the run's session after the guard has had time to act."""
+    import psutil
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [(p.pid, _describe(p)) for p in psutil.process_iter() if _session(p) == session and _describe(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def _describe(process) -> str | None:
+    """Command line of a live process; None for zombies (dead, awaiting reaping) and vanished ones."""
+    import psutil
+
+    try:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return " ".join(process.cmdline())[:120]
+    except psutil.Error:
+        return None
+
+
+def _session(process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 def assert_consistent(db) -> dict[str, int]:
