@@ -318,6 +318,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, str, Any]]:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 obj = _RowError(f"invalid JSON: {exc.msg} at col {exc.colno}")
+            except (ValueError, RecursionError) as exc:
+                # json raises these, not JSONDecodeError, for integers past Python's digit
+                # limit and for very deep nesting: still one bad row, not a failed load.
+                obj = _RowError(f"invalid JSON: {type(exc).__name__}: {str(exc)[:120]}")
             yield number, text, obj
 
 
@@ -331,6 +335,8 @@ def _json_list_rows(path: Path) -> Iterator[tuple[int, str, Any]]:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"{path}: invalid JSON: {type(exc).__name__}: {str(exc)[:120]}") from None
     if not isinstance(data, list):
         raise DatasetError(f"{path}: expected a JSON list of objects, got {_type_name(data)}")
     for index, item in enumerate(data, start=1):
