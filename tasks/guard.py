@@ -28,7 +28,10 @@ while True:
     try:
         snapshot = [p for p in parent.children(recursive=True) if p.pid != me.pid]
     except psutil.Error:
-        break
+        # A short-lived child vanished while being listed: keep the last snapshot. Only the
+        # parent's own end (EOF above, or it no longer running) ends the watch.
+        if not parent.is_running():
+            break
 for p in snapshot:
     try:
         if p.is_running():

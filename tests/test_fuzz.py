@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.datasets import MAX_RAW_CHARS, DatasetError, load_gsm8k, load_jsonl
@@ -165,7 +166,7 @@ def jsonl_rows(draw, qf: str, af: str, gold_format: str) -> list[tuple[bytes, st
     kinds = [
         "valid", "valid", "valid", "dup", "missing_field", "wrong_type", "blank_field",
         "bad_gold", "invalid_json", "raw_nul", "non_object", "invalid_utf8", "huge_garbage",
-        "nested", "blank_line", "any_text",
+        "nested", "too_deep", "huge_int", "blank_line", "any_text",
     ]  # fmt: skip
     for _ in range(n_rows):
         kind = draw(st.sampled_from(kinds))
@@ -199,14 +200,12 @@ def jsonl_rows(draw, qf: str, af: str, gold_format: str) -> list[tuple[bytes, st
             rows.append((_dumps(draw, obj).encode(), "bad"))
         elif kind == "wrong_type":
             which = draw(st.sampled_from(["q", "a"]))
+            containers = st.lists(JSON_SCALARS, max_size=2) | st.dictionaries(st.text(max_size=3), JSON_SCALARS, max_size=2)
             if which == "q":  # a question must be a string: numbers are not accepted either
-                wrong = draw(st.none() | st.booleans() | st.integers() | st.floats() | st.lists(JSON_SCALARS, max_size=2)
-                             | st.dictionaries(st.text(max_size=3), JSON_SCALARS, max_size=2))  # fmt: skip
+                wrong = draw(st.none() | st.booleans() | st.integers() | st.floats() | containers)
                 obj = {qf: wrong, af: draw(answers)}
             else:  # an answer may be a finite number, never a bool / null / list / object / NaN / inf
-                wrong = draw(st.none() | st.booleans() | st.sampled_from([math.nan, math.inf, -math.inf])
-                             | st.lists(JSON_SCALARS, max_size=2)
-                             | st.dictionaries(st.text(max_size=3), JSON_SCALARS, max_size=2))  # fmt: skip
+                wrong = draw(st.none() | st.booleans() | st.sampled_from([math.nan, math.inf, -math.inf]) | containers)
                 obj = {qf: draw(QUESTIONS), af: wrong}
             rows.append((_dumps(draw, _shuffled(draw, obj)).encode(), "bad"))
         elif kind == "blank_field":
@@ -255,8 +254,17 @@ def jsonl_rows(draw, qf: str, af: str, gold_format: str) -> list[tuple[bytes, st
                 )
             )
             rows.append((text.encode(), "bad"))
+        elif kind == "too_deep":  # far past the JSON decoder's recursion limit
+            depth = draw(st.integers(min_value=5_000, max_value=50_000))
+            text = draw(st.sampled_from(["[" * depth, "[" * depth + "]" * depth, '{"k":' * depth + "1" + "}" * depth]))
+            rows.append((text.encode(), "bad"))
+        elif kind == "huge_int":  # more digits than int() accepts (sys.get_int_max_str_digits())
+            digits = "9" * draw(st.integers(min_value=4_400, max_value=20_000))
+            text = draw(st.sampled_from([digits, "[%s]" % digits, '{"%s": "q", "%s": %s}' % (qf, af, digits)]))
+            rows.append((text.encode(), "bad"))
         elif kind == "blank_line":
-            rows.append((draw(st.sampled_from(["", " ", "\t\t", "\r", "\u3000", "\x0b\x0c\x1c", "\u2028 \x85"])).encode(), "blank"))
+            blank = draw(st.sampled_from(["", " ", "\t\t", "\r", "\u3000", "\x0b\x0c\x1c", "\u2028 \x85"]))
+            rows.append((blank.encode(), "blank"))
         else:  # any_text
             rows.append((draw(st.text(alphabet=LINE_CHARS, max_size=40)).encode(), "any"))
     return rows
@@ -293,7 +301,7 @@ def _expect_line(data: bytes, lineno: int, qf: str, af: str, gold_format: str) -
     raw = text[:MAX_RAW_CHARS]
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, an int past the digit limit, deep nesting
         return Expected(raw=raw, reason_prefix="invalid JSON")
     if not isinstance(obj, dict):
         return Expected(raw=raw, reason_prefix="not a JSON object")
@@ -326,22 +334,19 @@ def _problem_id(dataset: str, split: str, question: str, gold: str) -> str:
     return hashlib.sha256(f"{dataset}\x1f{split}\x1f{question}\x1f{gold}".encode()).hexdigest()[:24]
 
 
-def _check_load(
-    call, path: Path, rows: list[tuple[bytes, str]], terminated: list[bytes], *,
-    dataset: str, split: str, qf: str, af: str, answer_kind: str, gold_format: str, limit: int | None,
-) -> None:  # fmt: skip
-    expected = [_expect_line(term, i, qf, af, gold_format) for i, term in enumerate(terminated, start=1)]
+@dataclass
+class Want:
+    """The LoadResult a list of per-row expectations adds up to."""
 
-    # What the generator meant must agree with the classification.
-    for (_, tag), exp in zip(rows, expected):
-        if tag == "blank":
-            assert exp.skip
-        elif tag in ("valid", "dup"):
-            assert exp.ok, exp
-        elif tag == "bad":
-            assert not exp.ok and not exp.skip, exp
+    problems: list[tuple[int, str, str]]  # (row, question, gold)
+    quarantine: list[tuple[int, Expected, str]]  # (row, expectation, "duplicate of line N" or "")
+    missing_field: str | None  # set when the load must fail with "bad field mapping"
 
-    # Rebuild the LoadResult: first `limit` good rows in file order, duplicates, scanned bad rows.
+
+def _want(expected: list[Expected], qf: str, af: str, limit: int | None) -> Want:
+    """First ``limit`` good rows in file order; later copies quarantined as duplicates of the first;
+    the bad rows scanned until the limit was reached; the mapping error when objects were seen,
+    none loaded, and the question or the answer field occurs in none of them."""
     want_problems: list[tuple[int, str, str]] = []
     want_quarantine: list[tuple[int, Expected, str]] = []  # (line, expectation, duplicate reason)
     first_line: dict[tuple[str, str], int] = {}
@@ -362,16 +367,49 @@ def _check_load(
         else:
             first_line[exp.question, exp.gold] = lineno
             want_problems.append((lineno, exp.question, exp.gold))
+    missing = None
+    if objects and not want_problems and not (has_q and has_a):
+        missing = qf if not has_q else af
+    return Want(want_problems, want_quarantine, missing)
 
+
+def _assert_reason(reason: str, exp: Expected, dup_reason: str) -> None:
+    """A non-empty reason of the right kind: the duplicate's first line, the row-level failure
+    (invalid UTF-8 / invalid JSON / not an object / unparseable gold) or the field at fault."""
+    assert reason.strip()
+    if dup_reason:
+        assert reason == dup_reason
+    elif exp.reason_prefix:
+        assert reason.startswith(exp.reason_prefix), (reason, exp.reason_prefix)
+    else:
+        assert repr(exp.reason_field) in reason and not reason.startswith("duplicate"), (reason, exp.reason_field)
+
+
+def _check_load(
+    call, path: Path, rows: list[tuple[bytes, str]], terminated: list[bytes], *,
+    dataset: str, split: str, qf: str, af: str, answer_kind: str, gold_format: str, limit: int | None,
+) -> None:  # fmt: skip
+    expected = [_expect_line(term, i, qf, af, gold_format) for i, term in enumerate(terminated, start=1)]
+
+    # What the generator meant must agree with the classification.
+    for (_, tag), exp in zip(rows, expected):
+        if tag == "blank":
+            assert exp.skip
+        elif tag in ("valid", "dup"):
+            assert exp.ok, exp
+        elif tag == "bad":
+            assert not exp.ok and not exp.skip, exp
+
+    want = _want(expected, qf, af, limit)
+    want_problems, want_quarantine = want.problems, want.quarantine
     event(f"problems: {min(len(want_problems), 3)}+" if want_problems else "problems: none")
     event("duplicates" if any(dup for _, _, dup in want_quarantine) else "no duplicates")
     event("limit cut the scan" if limit is not None and len(want_problems) == limit else "whole file scanned")
-    if objects and not want_problems and not (has_q and has_a):
+    if want.missing_field is not None:
         event("DatasetError: bad field mapping")
-        missing = qf if not has_q else af
         with pytest.raises(DatasetError, match="bad field mapping") as info:
             call()
-        assert repr(missing) in str(info.value) and str(path) in str(info.value)
+        assert repr(want.missing_field) in str(info.value) and str(path) in str(info.value)
         return
 
     result = call()
@@ -387,16 +425,9 @@ def _check_load(
     assert [q.line for q in result.quarantined] == [line for line, _, _ in want_quarantine]
     for q, (line, exp, dup_reason) in zip(result.quarantined, want_quarantine):
         assert q.source == str(path)
-        assert q.reason.strip(), q
         assert q.raw == exp.raw, (line, q.raw[:80], exp.raw[:80])
         assert len(q.raw) <= MAX_RAW_CHARS
-        if dup_reason:
-            assert q.reason == dup_reason
-        elif exp.reason_prefix:
-            assert q.reason.startswith(exp.reason_prefix), (q.reason, exp.reason_prefix)
-        else:
-            assert repr(exp.reason_field) in q.reason, (q.reason, exp.reason_field)
-            assert not q.reason.startswith("duplicate")
+        _assert_reason(q.reason, exp, dup_reason)
 
     # Tag cross-check: built-valid rows are loaded (or are chance duplicates), built-dups are dups.
     if limit is None:
@@ -500,29 +531,22 @@ def test_load_jsonl_fuzzed_json_list(items):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rows.json"
         path.write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
-        # Reuse the line oracle: one JSON item is one "line" (without a BOM or blank-skipping issue).
-        expected = [_expect_line(json.dumps(item).encode() + b"\n", 2, "question", "answer", "plain") for item in items]
-        problems, quarantine, first = [], [], {}
-        for index, exp in enumerate(expected, start=1):
-            if not exp.ok:
-                quarantine.append((index, ""))
-            elif (exp.question, exp.gold) in first:
-                quarantine.append((index, f"duplicate of line {first[exp.question, exp.gold]}"))
-            else:
-                first[exp.question, exp.gold] = index
-                problems.append((index, exp.question, exp.gold))
-        if items and not problems and not all(any(k in i for i in items if isinstance(i, dict)) for k in ("question", "answer")) and any(isinstance(i, dict) for i in items):  # fmt: skip
-            with pytest.raises(DatasetError, match="bad field mapping"):
+        # The line oracle applies per item (an item is never blank and has no BOM: pass row 2).
+        expected = [_expect_line(json.dumps(item).encode(), 2, "question", "answer", "plain") for item in items]
+        want = _want(expected, "question", "answer", None)
+        if want.missing_field is not None:
+            with pytest.raises(DatasetError, match=f"bad field mapping: .* field '{want.missing_field}'"):
                 load_jsonl(path, "fuzz")
             return
         result = load_jsonl(path, "fuzz")
-    assert [(p.source_row, p.question, p.gold_answer) for p in result.problems] == problems
-    assert [q.line for q in result.quarantined] == [index for index, _ in quarantine]
-    for q, (index, dup_reason) in zip(result.quarantined, quarantine):
-        assert q.reason.strip()
-        assert q.reason == dup_reason if dup_reason else not q.reason.startswith("duplicate")
+    assert [(p.source_row, p.question, p.gold_answer) for p in result.problems] == want.problems
+    assert [q.line for q in result.quarantined] == [index for index, _, _ in want.quarantine]
+    for q, (index, exp, dup_reason) in zip(result.quarantined, want.quarantine):
+        _assert_reason(q.reason, exp, dup_reason)
         if len(q.raw) < MAX_RAW_CHARS:  # the raw text is the item itself, as JSON
             assert json.dumps(json.loads(q.raw), sort_keys=True) == json.dumps(items[index - 1], sort_keys=True)
+        else:
+            assert len(q.raw) == MAX_RAW_CHARS
 
 
 def test_wrong_field_mapping_is_a_dataset_error_even_among_garbage():
@@ -562,8 +586,14 @@ def test_json_decoder_errors_are_quarantined_not_fatal(line):
         path = Path(tmp) / "rows.jsonl"
         path.write_text('{"question": "ok", "answer": "1"}\n' + line + "\n", encoding="utf-8")
         result = load_jsonl(path, "fuzz")
-    assert [p.source_row for p in result.problems] == [1]
-    assert [q.line for q in result.quarantined] == [2]
+        assert [p.source_row for p in result.problems] == [1]
+        assert [q.line for q in result.quarantined] == [2]
+        assert result.quarantined[0].reason.startswith("invalid JSON")
+        # In a .json file holding one JSON list, the same value makes the whole file unreadable.
+        listed = Path(tmp) / "rows.json"
+        listed.write_text('[{"question": "ok", "answer": "1"}, ' + line + "]", encoding="utf-8")
+        with pytest.raises(DatasetError, match="invalid JSON"):
+            load_jsonl(listed, "fuzz")
 
 
 # ==============================================================================================
@@ -676,10 +706,32 @@ def test_parse_number_is_total(text):
     # grade_numeric: never raises for a numeric gold, is reflexive on anything that parses.
     if value is not None:
         assert grade_numeric(text, text) == OK_TRUE
-        assert grade_numeric(text, str(value.numerator) + ("" if value.denominator == 1 else f"/{value.denominator}")) == OK_TRUE
+        as_fraction = str(value.numerator) + ("" if value.denominator == 1 else f"/{value.denominator}")
+        assert grade_numeric(text, as_fraction) == OK_TRUE
     else:
         with pytest.raises(ValueError):
             grade_numeric("1", text)
+
+
+@FUZZ_TEXT
+@given(
+    digits=st.text(alphabet="0123456789", min_size=2, max_size=12),
+    cut=st.integers(min_value=1, max_value=11),
+    sign=st.sampled_from(["", "-", "+"]),
+)
+def test_parse_number_rejects_commas_that_are_not_thousands_separators(digits, cut, sign):
+    cut = min(cut, len(digits) - 1)
+    assume((len(digits) - cut) % 3 != 0)  # the group after the comma is not 3 digits: "1,2", "12,34"
+    assert parse_number(sign + digits[:cut] + "," + digits[cut:]) is None
+    grouped = f"{int(digits):,}"  # the same digits properly grouped do parse
+    assert parse_number(sign + grouped) == int(sign + digits)
+
+
+@FUZZ_TEXT
+@given(n=st.integers(min_value=150, max_value=400), digit=st.sampled_from("123456789"))
+def test_parse_number_refuses_overlong_numbers(n, digit):
+    """Strings over 200 characters are not numbers it grades (and int() refuses > 4300 digits)."""
+    assert parse_number(digit * n) == (int(digit * n) if n <= 200 else None)
 
 
 @st.composite
@@ -693,7 +745,8 @@ def number_strings(draw) -> tuple[str, Fraction]:
         n = draw(st.integers(min_value=-(10**15), max_value=10**15))
         text, value = f"{n:,}", Fraction(n)
     elif kind == "decimal":
-        d = draw(st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=draw(st.integers(0, 6))))
+        places = draw(st.integers(0, 6))
+        d = draw(st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=places))
         text, value = format(d, "f"), Fraction(d)
         if "." in text and draw(st.booleans()):  # "18.50" -> "18.5"; "18." stays 18
             text = text.rstrip("0")
@@ -777,7 +830,12 @@ MATH_GOLDS = st.one_of(
     st.sampled_from(["\\frac{1}{2}", "3", "x^2", "\\sqrt{2}", "\\{1,2\\}", "0.5", "\\pi", "(1, 2)"]),
     pathological_latex().filter(lambda s: s.strip()),
 )
-MATH_ANSWERS = st.one_of(pathological_latex(), st.none(), BLANKS, st.sampled_from(["\\frac{2}{4}", "1/2", "3"]))
+MATH_ANSWERS = st.one_of(
+    pathological_latex(),
+    pathological_latex(),
+    pathological_latex(),
+    st.none() | BLANKS | st.sampled_from(["\\frac{2}{4}", "1/2", "3"]),
+)
 
 
 @pytest.fixture(scope="module")
@@ -787,6 +845,11 @@ def fuzz_grader():
         yield grader
 
 
+@example(  # known-slow and deeply nested answers: timeouts, killed and replaced workers
+    math_items=[("9^{9^{9}}", "3"), ("\\frac{" * 30 + "1" + "}{2}" * 30, "0.5"), ("{" * 900 + "1" + "}" * 900, "1")],
+    numeric_items=[("1,000", "1000")],
+    order=random.Random(0),
+)
 @settings(
     max_examples=12,
     deadline=timedelta(seconds=40),
@@ -795,7 +858,7 @@ def fuzz_grader():
 )
 @given(
     math_items=st.lists(st.tuples(MATH_ANSWERS, MATH_GOLDS), min_size=1, max_size=3),
-    numeric_items=st.lists(st.tuples(st.none() | st.text(max_size=20), number_strings().map(lambda t: t[0])), max_size=2),
+    numeric_items=st.lists(st.tuples(st.none() | st.text(max_size=20), number_strings().map(lambda t: t[0])), max_size=2),  # noqa: E501
     order=st.randoms(use_true_random=False),
 )
 def test_grader_survives_pathological_latex(fuzz_grader, math_items, numeric_items, order):
@@ -809,6 +872,7 @@ def test_grader_survives_pathological_latex(fuzz_grader, math_items, numeric_ite
     assert len(results) == len(items)
     for (answer, gold, kind), result in zip(items, results):
         assert isinstance(result, GradeResult) and result.status in STATUSES
+        event(f"{kind}: {result.status}")
         assert result.correct is False or result.status == "ok"  # only "ok" can be correct
         if kind == "numeric":
             assert result == grade_numeric(answer, gold)
