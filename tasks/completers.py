@@ -38,6 +38,61 @@ class CompleterError(RuntimeError):
     """A completer that cannot serve (engine failed to start, server unreachable, ...)."""
 
 
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An engine error caused by memory (CUDA OOM, a failed CPU allocation, a server's OOM reply)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover - torch is always installed with the engines
+        pass
+    if isinstance(exc, MemoryError):
+        return True
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+def complete_adaptive(
+    completer: "Completer", prompts: Sequence[str], n: int, sampling: SamplingSettings
+) -> list[list[Completion]]:
+    """``completer.complete``, but out-of-memory halves the batch instead of failing the run.
+
+    Peak memory grows with the number of sequences in flight, so the two halves are retried one
+    after the other (recursively) down to a single prompt; only a single prompt that still does
+    not fit is an error.
+    """
+    try:
+        return completer.complete(prompts, n, sampling)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        _release_cached_memory()
+        if len(prompts) == 1:
+            raise CompleterError(f"out of memory on a single prompt (n={n}, max_tokens={sampling.max_tokens}): {exc}") from exc
+        half = len(prompts) // 2
+        log.warning("out of memory on %d prompts x n=%d; retrying as %d + %d", len(prompts), n, half, len(prompts) - half)
+        return complete_adaptive(completer, prompts[:half], n, sampling) + complete_adaptive(
+            completer, prompts[half:], n, sampling
+        )
+
+
+def _release_cached_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
