@@ -324,8 +324,7 @@ class Grader:
             elif len(answer) > self.max_answer_chars:
                 results[index] = GradeResult(correct=False, status="error")
             else:
-                pool = self._ensure_pool()
-                futures[index] = pool.schedule(_math_verify_worker, args=(answer, gold), timeout=self.timeout_s)
+                futures[index] = self._schedule(answer, gold)
 
         for index, future in futures.items():
             try:
@@ -338,6 +337,19 @@ class Grader:
                 results[index] = GradeResult(correct=False, status="error")
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]  # every slot was filled above
+
+    def _schedule(self, answer: str, gold: str) -> Any:
+        """Schedule one check; a pool that broke as a whole (not just a worker) is replaced once."""
+        pool = self._ensure_pool()
+        try:
+            return pool.schedule(_math_verify_worker, args=(answer, gold), timeout=self.timeout_s)
+        except RuntimeError as error:  # pebble: "The Pool is not active" after its manager failed
+            logger.warning("math-verify pool stopped working (%r); starting a new one", error)
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.stop()
+            return self._ensure_pool().schedule(_math_verify_worker, args=(answer, gold), timeout=self.timeout_s)
 
     def close(self) -> None:
         """Stop the worker pool (killing any running check). Idempotent."""

@@ -286,6 +286,36 @@ def test_crashed_worker_is_an_error_then_pool_still_works() -> None:
         assert g.grade([("\\frac{1}{2}", "0.5", "math")]) == [OK_TRUE]
 
 
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_pool_that_broke_as_a_whole_is_replaced() -> None:
+    """Killing the forkserver together with the workers (an OOM killer taking the lot) leaves
+    pebble's pool unable to start workers; the grader starts a new pool and grades correctly."""
+    import psutil
+
+    with Grader(workers=2, timeout_s=30.0) as g:
+        assert g.grade([("\\frac{1}{2}", "0.5", "math")]) == [OK_TRUE]
+        broken = g._pool
+        servers = [c for c in psutil.Process().children() if "forkserver" in " ".join(c.cmdline())]
+        assert servers
+        children = servers + [w for server in servers for w in server.children(recursive=True)]
+        for child in children:
+            child.kill()
+        # Wait for them to die without reaping them (multiprocessing reaps its forkserver itself).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.1)
+        assert g.grade([("\\frac{1}{2}", "0.5", "math"), ("3", "4", "math")]) == [OK_TRUE, OK_FALSE]
+        assert g._pool is not broken
+
+
 def test_math_grading_from_non_main_threads() -> None:
     """math-verify's own SIGALRM timeouts fail off the main thread; ours must not. The pool is
     created from a worker thread and shared by concurrent grade() calls."""
