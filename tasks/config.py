@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -56,12 +57,31 @@ class ModelSettings(_Strict):
         None, description="vllm: skip torch.compile / CUDA graphs (default: yes on CPU, no on GPU)"
     )
     request_timeout_s: float = Field(300.0, gt=0, description="openai backend: per-request timeout")
+    max_attempts: int = Field(
+        8, ge=1, description="openai backend: tries per request (exponential backoff, rotating servers) before failing"
+    )
+    retry_max_wait_s: float = Field(30.0, gt=0, description="openai backend: longest wait between two tries")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="openai backend: environment variable holding the API key (the key itself is never stored)",
+    )
 
     @model_validator(mode="after")
     def _openai_needs_urls(self) -> "ModelSettings":
         if self.backend == "openai" and not self.base_urls:
             raise ValueError("backend 'openai' needs at least one base URL (--base-url)")
         return self
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log and store: user:password@ and the query string are dropped."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    if parts.username or parts.password:
+        host = f"***@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
 
 
 class SamplingSettings(_Strict):
@@ -124,9 +144,22 @@ class LabelConfig(_Strict):
         description="sampling for rollouts",
     )
     batch_prefixes: int = Field(64, ge=1, description="step prefixes per engine call (one transaction each)")
+    lease_s: float = Field(
+        120.0, ge=3,
+        description="work lease: a runner's claims on a batch are renewed every lease_s/3 while it lives; "
+        "a dead runner's claims are taken over once they are this old",
+    )
     grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
     grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
 
     @property
     def completer_settings(self) -> ModelSettings:
         return self.completer or self.generator
+
+    def public_dump(self) -> dict[str, Any]:
+        """The config as JSON data with credentials in server URLs redacted (for the ``runs`` row)."""
+        data = self.model_dump(mode="json")
+        for role in ("generator", "completer"):
+            if data.get(role):
+                data[role]["base_urls"] = [redact_url(u) for u in data[role]["base_urls"]]
+        return data

@@ -2,7 +2,8 @@
 
 One generator request per problem (``n=M``), many problems per engine call. Each request is a
 ``generations`` row keyed by (problem, generator, sampling, M): a rerun skips problems whose
-request is already stored. Identical solution texts are stored once.
+request is already stored, and concurrent runners claim requests under a lease
+(``tasks/leases.py``). Identical solution texts are stored once.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from tasks import arith
-from tasks.completers import Completer, get_completer
+from tasks.completers import Completer, Completion, complete_adaptive, discard_completer, get_completer
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
+from tasks.leases import claimed_batches, release
 from tasks.progress import progress
 from tasks.steps import build_messages, prefix_text, split_steps
-from tasks.store import Store, content_key
+from tasks.store import Store, StoreError, content_key
 
 PROBLEMS_PER_CALL = 32
 
@@ -87,49 +89,68 @@ def solution_rows(
 def generate_solutions(
     store: Store, problem_ids: list[str], config: LabelConfig, run_id: str, completer: Completer | None = None
 ) -> GenerationSummary:
+    """Sample the pending generator requests of these problems, claimed batch by claimed batch."""
     completer = completer or get_completer(config.generator)
     params = config.generation.key()
     problems = store.problems_by_id(problem_ids)
     keyed = {content_key(p["problem_id"], completer.identity, params, config.solutions): p for p in problems}
     done = store.existing_keys("generations", "generation_id", list(keyed))
-    pending = [(gid, p) for gid, p in keyed.items() if gid not in done]
+    pending = [gid for gid in keyed if gid not in done]
 
-    stored = empty = tokens = 0
+    requests = stored = empty = tokens = 0
     engine_seconds = 0.0
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
         "solutions", len(pending)
     ) as advance:
-        for start in range(0, len(pending), PROBLEMS_PER_CALL):
-            batch = pending[start : start + PROBLEMS_PER_CALL]
-            prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for _, p in batch]
-            t0 = time.perf_counter()
-            outputs = completer.complete(prompts, config.solutions, config.generation)
-            engine_seconds += time.perf_counter() - t0
-
-            samples = [(gid, p, c) for (gid, p), group in zip(batch, outputs) for c in group]
-            grades = grader.grade([(extract_answer(c.text), p["gold_answer"], p["answer_kind"]) for _, p, c in samples])
-            generations, solutions, steps = [], {}, []
-            for gid, p in batch:
-                group_tokens = sum(c.num_tokens for g, _, c in samples if g == gid)
-                generations.append(
-                    {"generation_id": gid, "problem_id": p["problem_id"], "generator_model": completer.identity,
-                     "params": params, "n": config.solutions, "num_tokens": group_tokens, "run_id": run_id}
-                )
-                tokens += group_tokens
-            for (gid, p, c), grade in zip(samples, grades):
-                rows = solution_rows(p, gid, completer.identity, c.text, c.num_tokens, grade, run_id)
-                if rows is None:
-                    empty += 1
-                elif rows[0]["solution_id"] not in solutions:  # identical samples: keep one
-                    solutions[rows[0]["solution_id"]] = rows[0]
-                    steps.extend(rows[1])
-            with store.transaction() as con:  # a batch is stored whole or not at all
-                store.insert_rows("generations", generations, con)
-                stored += store.insert_rows("solutions", list(solutions.values()), con)
-                store.insert_rows("steps", steps, con)
+        for keys in claimed_batches(
+            store, "generation", pending, run_id, PROBLEMS_PER_CALL, config.lease_s,
+            stored=lambda keys: store.existing_keys("generations", "generation_id", keys),
+            on_stored_elsewhere=advance,
+        ):
+            batch = [(gid, keyed[gid]) for gid in keys]
+            with store.released():  # other runners may store meanwhile
+                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for _, p in batch]
+                t0 = time.perf_counter()
+                outputs = complete_adaptive(completer, prompts, config.solutions, config.generation)
+                engine_seconds += time.perf_counter() - t0
+                generations, solutions, steps, batch_empty = _rows(batch, outputs, grader, completer.identity, params,
+                                                                   config.solutions, run_id)
+            requests += len(batch)
+            empty += batch_empty
+            tokens += sum(g["num_tokens"] for g in generations)
+            with store.transaction():  # a batch is stored whole or not at all, with its claims' release
+                store.insert_rows("generations", generations)
+                stored += store.insert_rows("solutions", solutions)
+                store.insert_rows("steps", steps)
+                release(store, run_id, keys)
             checkpoint("generate-batch-stored")
             advance(len(batch))
-    return GenerationSummary(len(pending), stored, empty, tokens, engine_seconds)
+    return GenerationSummary(requests, stored, empty, tokens, engine_seconds)
+
+
+def _rows(
+    batch: list[tuple[str, dict[str, Any]]], outputs: list[list[Completion]], grader: Grader, generator: str,
+    params: str, n: int, run_id: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Grade one batch of samples; build its generations, (deduplicated) solutions and steps rows."""
+    samples = [(gid, p, c) for (gid, p), group in zip(batch, outputs) for c in group]
+    grades = grader.grade([(extract_answer(c.text), p["gold_answer"], p["answer_kind"]) for _, p, c in samples])
+    generations = [
+        {"generation_id": gid, "problem_id": p["problem_id"], "generator_model": generator, "params": params, "n": n,
+         "num_tokens": sum(c.num_tokens for c in group), "run_id": run_id}
+        for (gid, p), group in zip(batch, outputs)
+    ]
+    solutions: dict[str, dict[str, Any]] = {}
+    steps: list[dict[str, Any]] = []
+    empty = 0
+    for (gid, p, c), grade in zip(samples, grades):
+        rows = solution_rows(p, gid, generator, c.text, c.num_tokens, grade, run_id)
+        if rows is None:
+            empty += 1
+        elif rows[0]["solution_id"] not in solutions:  # identical samples: keep one
+            solutions[rows[0]["solution_id"]] = rows[0]
+            steps.extend(rows[1])
+    return generations, list(solutions.values()), steps, empty
 
 
 @task(
@@ -140,6 +161,14 @@ def generate_solutions(
     task_run_name="generate-{config.dataset.name}-m{config.solutions}",
 )
 def generate_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> GenerationSummary:
-    # Retrying is safe: finished requests are stored and skipped on the next attempt.
-    with Store(config.db) as store:
-        return generate_solutions(store, problem_ids, config, run_id)
+    # Retrying is safe: finished requests are stored and skipped on the next attempt. The engine
+    # starts before the store is opened: other runners need the file meanwhile.
+    completer = get_completer(config.generator)
+    try:
+        with Store(config.db) as store:
+            return generate_solutions(store, problem_ids, config, run_id, completer)
+    except StoreError:
+        raise
+    except Exception:
+        discard_completer(config.generator)  # the retry gets a fresh engine, not a broken one
+        raise

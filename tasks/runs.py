@@ -70,7 +70,7 @@ def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | No
             "backend": completer.backend,
             "generation_params": config.generation.key(),
             "rollout_params": config.rollout.key(),
-            "config": to_json(config.model_dump(mode="json")),
+            "config": to_json(config.public_dump()),
             "code_version": code_version(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -86,8 +86,11 @@ def start_run_task(config: LabelConfig, run_id: str, flow_name: str, flow_run_na
 
 @task(name="finish-run", cache_policy=NO_CACHE)
 def finish_run_task(db: str, run_id: str, status: str, error: str | None = None) -> None:
-    with Store(db) as store:
+    from tasks.leases import release
+
+    with Store(db) as store, store.transaction():
         store.finish_run(run_id, status, error)
+        release(store, run_id)  # a run that ended holds no work
 
 
 def summarize_run(
@@ -106,6 +109,8 @@ def summarize_run(
         "new_solutions": generated.solutions,
         "prefixes_labelled_now": labelled.units_labelled,
         "prefixes_already_stored": labelled.units_done_before,
+        "prefixes_by_other_runs": labelled.units_by_other_runs,
+        "prefixes_recomputed": labelled.units_recomputed,
         "tokens_per_s": tokens / engine_seconds if engine_seconds else None,
         "wall_seconds": wall_seconds,
         "db": str(config.db),

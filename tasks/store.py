@@ -6,15 +6,23 @@ Schema, views and queries live in ``sql/``:
   * ``sql/queries/*.sql``     saved queries, run by name with ``prmf query NAME``;
   * ``sql/internal/*.sql``    statements the factory itself runs.
 
-A DuckDB file takes one read-write process at a time; within a process, one connection is
-shared behind a lock (Prefect may run tasks on worker threads).
+A DuckDB file takes one read-write process at a time, so the factory holds it only briefly:
+flows open the store to plan, claim and store a batch and release it while the engine works
+(:meth:`Store.released`). Opening waits up to ``PRMF_DB_LOCK_WAIT_S`` seconds (default 120)
+for another process to let go, then fails naming the process that holds the file. Within a
+process, every statement on a file goes through one lock per file (Prefect runs tasks on
+worker threads; a lease heartbeat renews claims from its own thread).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +33,19 @@ import duckdb
 import pyarrow as pa
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+_FILE_LOCKS: dict[Path, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    """One lock per database file per process: statements from all threads are serialized."""
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(path.resolve(), threading.RLock())
+
+
+def lock_wait_s() -> float:
+    return float(os.environ.get("PRMF_DB_LOCK_WAIT_S", "120"))
 
 
 class StoreError(RuntimeError):
@@ -55,28 +76,64 @@ class QueryResult:
 
 
 class Store:
-    def __init__(self, path: Path | str, read_only: bool = False):
+    def __init__(self, path: Path | str, read_only: bool = False, wait_s: float | None = None):
         self.path = Path(path)
         self.read_only = read_only
+        self.wait_s = lock_wait_s() if wait_s is None else wait_s
         if read_only and not self.path.exists():
             raise StoreError(f"database {self.path} does not exist (run `prmf label` first or pass --db)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
-        except duckdb.Error as exc:  # e.g. not a DuckDB file
-            raise StoreError(f"database {self.path} is unreadable: {exc}") from exc
-        self._lock = threading.RLock()
+        self._lock = _file_lock(self.path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._connect()
         if not read_only:
             self.migrate()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    def _connect(self) -> None:
+        """Open the file, waiting (with jittered backoff) while another process holds it."""
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.05
+        while True:
+            try:
+                self._con = duckdb.connect(str(self.path), read_only=self.read_only)
+                return
+            except duckdb.IOException as exc:
+                holder = _lock_holder(str(exc))
+                if holder is None:
+                    raise StoreError(f"cannot open database {self.path}: {_first_line(exc)}") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"database {self.path} is locked by another process ({holder}) and was not released "
+                        f"within {self.wait_s:.0f} s (PRMF_DB_LOCK_WAIT_S); close that connection or wait for it"
+                    ) from exc
+            except duckdb.Error as exc:  # e.g. not a DuckDB file
+                raise StoreError(f"database {self.path} is unreadable: {_first_line(exc)}") from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
     def close(self) -> None:
         with self._lock:
-            self._con.close()
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let other processes use the file during long work (an engine call); reopen after."""
+        self.close()
+        try:
+            yield
+        finally:
+            self._connect()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreError(f"database {self.path} is not open (used inside Store.released())")
+        return self._con
 
     def __enter__(self) -> "Store":
         return self
@@ -88,24 +145,24 @@ class Store:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """All-or-nothing: a batch is either fully stored or not at all."""
         with self._lock:
-            self._con.execute("BEGIN TRANSACTION")
+            self.con.execute("BEGIN TRANSACTION")
             try:
-                yield self._con
+                yield self.con
             except BaseException:
-                self._con.execute("ROLLBACK")
+                self.con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
+            self.con.execute("COMMIT")
 
     def migrate(self) -> list[str]:
         """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names."""
         applied: list[str] = []
         with self._lock:
-            self._con.execute(
+            self.con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
                 " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
             )
-            done = {v for (v,) in self._con.execute("SELECT version FROM schema_migrations").fetchall()}
+            done = {v for (v,) in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
             for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
                 version = int(path.name.split("_", 1)[0])
                 if version in done:
@@ -115,20 +172,20 @@ class Store:
                     con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, path.stem])
                 applied.append(path.stem)
             for path in sorted((SQL_DIR / "views").glob("*.sql")):
-                self._con.execute(path.read_text())
+                self.con.execute(path.read_text())
         return applied
 
     # --- generic access -----------------------------------------------------------------------
 
     def query(
-        self, sql: str, params: Sequence[Any] | None = None, tables: dict[str, pa.Table] | None = None
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, tables: dict[str, pa.Table] | None = None
     ) -> QueryResult:
-        """Run SQL; ``tables`` are Arrow tables visible to it under their names."""
+        """Run SQL (``?`` or ``$name`` parameters); ``tables`` are Arrow tables visible to it by name."""
         with self._lock:
             for name, table in (tables or {}).items():
-                self._con.register(name, table)
+                self.con.register(name, table)
             try:
-                cursor = self._con.execute(sql, params or [])
+                cursor = self.con.execute(sql, params or [])
                 if cursor.description is None:
                     return QueryResult([], [])
                 return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
@@ -136,7 +193,7 @@ class Store:
                 raise StoreError(str(exc).strip()) from exc
             finally:
                 for name in tables or {}:
-                    self._con.unregister(name)
+                    self.con.unregister(name)
 
     def saved_query(self, name: str) -> QueryResult:
         queries = saved_queries()
@@ -154,7 +211,7 @@ class Store:
         if not rows:
             return 0
         with self._lock:
-            target = con or self._con
+            target = con or self.con
             target.register("batch", pa.Table.from_pylist(rows))
             try:
                 before = target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -194,6 +251,18 @@ class Store:
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         self.query(_internal("finish_run"), [status, error, run_id, run_id, run_id])
+
+
+def _lock_holder(message: str) -> str | None:
+    """'PID 123' (and program) from DuckDB's lock-conflict message; None for other IO errors."""
+    if "lock" not in message.lower():
+        return None
+    match = re.search(r"held in (\S+) \(PID (\d+)\)", message)
+    return f"PID {match.group(2)}, {match.group(1)}" if match else "unknown process"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _ids(problem_ids: Sequence[str]) -> pa.Table:

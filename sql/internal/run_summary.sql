@@ -13,7 +13,8 @@ SELECT
     (SELECT avg(correct::INTEGER) FROM sol)                                 AS accuracy,
     (SELECT count(*) FROM est)                                              AS steps,
     (SELECT count(*) FROM est WHERE NOT from_final_answer)                  AS labelled_prefixes,
-    (SELECT coalesce(sum(n), 0) FROM est WHERE NOT from_final_answer)       AS rollouts,
+    -- distinct rollouts: solutions sharing a prefix share its unit's rollouts
+    (SELECT coalesce(sum(n), 0) FROM (SELECT DISTINCT unit_id, n FROM est WHERE NOT from_final_answer)) AS rollouts,
     (SELECT avg(he::INTEGER) FROM est WHERE NOT from_final_answer)          AS he_rate,
     (SELECT avg(se) FROM est WHERE NOT from_final_answer)                   AS mean_se,
     (SELECT count(*) FROM est WHERE gold IS NOT NULL AND NOT from_final_answer) AS gold_steps,
