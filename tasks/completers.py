@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from tasks.config import ModelSettings, SamplingSettings
+from tasks.config import ModelSettings, SamplingSettings, redact_url
 from tasks.guard import guard_descendants
 from tasks.models import ResolvedModel, resolve_model
 
@@ -196,10 +197,16 @@ class VLLMCompleter(_TemplatedCompleter):
 
 
 class OpenAICompleter(_TemplatedCompleter):
-    """Client for OpenAI-compatible completion servers; prompts are spread over base URLs."""
+    """Client for OpenAI-compatible completion servers; prompts are spread over base URLs.
+
+    A request that fails on a connection error, a timeout, a 429 or a 5xx reply is retried with
+    exponential backoff (capped at ``retry_max_wait_s``), moving to the next server each time,
+    up to ``max_attempts`` tries; then the call fails naming every server it tried and why.
+    Other 4xx replies (bad request, unknown model) fail at once: retrying cannot fix them. The
+    API key is read from the environment variable named by ``api_key_env`` and never logged.
+    """
 
     prompts_per_request = 16
-    attempts = 4
 
     def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
         import httpx
@@ -207,7 +214,9 @@ class OpenAICompleter(_TemplatedCompleter):
         super().__init__(settings, resolved)
         self.model_name = settings.served_model_name or resolved.path
         self.urls = [u.rstrip("/") for u in settings.base_urls]
-        self.client = httpx.Client(timeout=settings.request_timeout_s)
+        api_key = os.environ.get(settings.api_key_env)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(timeout=settings.request_timeout_s, headers=headers)
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._url_lock = threading.Lock()
 
@@ -222,24 +231,39 @@ class OpenAICompleter(_TemplatedCompleter):
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
         }
-        errors = []
-        for attempt in range(self.attempts):
+        attempts, started = self.settings.max_attempts, time.monotonic()
+        errors: list[str] = []
+        for attempt in range(1, attempts + 1):
             with self._url_lock:
                 url = self.urls[next(self._next_url)]
+            shown = redact_url(url)
             try:
                 response = self.client.post(f"{url}/v1/completions", json=body)
-                response.raise_for_status()
-                choices = sorted(response.json()["choices"], key=lambda c: c["index"])
-                break
-            except (httpx.HTTPError, KeyError, ValueError) as exc:
-                errors.append(f"{url}: {exc}")
-                time.sleep(min(2**attempt, 10))
+            except httpx.TransportError as exc:  # refused, reset, timed out, server died mid-reply
+                errors.append(f"{shown}: {type(exc).__name__}: {exc or 'no detail'}")
+            else:
+                if response.status_code == 200:
+                    try:
+                        choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise CompleterError(f"server {shown} sent a malformed completion reply: {exc!r}") from exc
+                    break
+                detail = f"{shown}: HTTP {response.status_code}: {' '.join(response.text[:300].split())}"
+                if response.status_code != 429 and response.status_code < 500:
+                    raise CompleterError(f"server {detail}")  # our request is wrong; retrying won't help
+                errors.append(detail)
+            if attempt < attempts:
+                wait = min(2 ** (attempt - 1), self.settings.retry_max_wait_s) * (0.75 + 0.5 * random.random())
+                log.warning("completion request failed (%s); try %d/%d in %.0f s", errors[-1], attempt + 1, attempts, wait)
+                time.sleep(wait)
         else:
+            tried = sorted({e.split(": ", 1)[0] for e in errors})
             raise CompleterError(
-                f"openai completer failed {self.attempts} times for {len(prompts)} prompts; last: {errors[-1]}"
+                f"openai completer: {len(prompts)} prompts failed {attempts} times over "
+                f"{time.monotonic() - started:.0f} s on {', '.join(tried)}; last error: {errors[-1]}"
             )
         if len(choices) != len(prompts) * n:
-            raise CompleterError(f"server returned {len(choices)} choices for {len(prompts)} prompts x n={n}")
+            raise CompleterError(f"server {shown} returned {len(choices)} choices for {len(prompts)} prompts x n={n}")
         grouped = [choices[i * n : (i + 1) * n] for i in range(len(prompts))]
         return [
             [Completion(c["text"], self.count_tokens(c["text"]), c.get("finish_reason")) for c in group]
@@ -318,6 +342,17 @@ def get_completer(settings: ModelSettings) -> Completer:
             log.info("starting %s completer for %s", settings.backend, resolved.path)
             _CACHE[settings] = _BACKENDS[settings.backend](settings, resolved)
         return _CACHE[settings]
+
+
+def discard_completer(settings: ModelSettings) -> None:
+    """Close and forget one cached completer, so a retry starts a fresh engine or client."""
+    with _CACHE_LOCK:
+        completer = _CACHE.pop(settings, None)
+    if completer is not None:
+        try:
+            completer.close()
+        except Exception as exc:  # noqa: BLE001 - it already failed; closing is best effort
+            log.warning("closing a failed completer: %r", exc)
 
 
 def close_completers() -> None:

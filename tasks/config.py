@@ -163,3 +163,31 @@ class LabelConfig(_Strict):
             if data.get(role):
                 data[role]["base_urls"] = [redact_url(u) for u in data[role]["base_urls"]]
         return data
+
+
+def default_models_dir() -> Path:
+    """``$PRMF_MODELS`` or ``./models``: where trained PRM/ORM checkpoints are written."""
+    return Path(os.environ.get("PRMF_MODELS", "models"))
+
+
+class TrainConfig(_Strict):
+    """Train a process (or outcome) reward model from the labels in the store."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the labels (env PRMF_DB)")
+    kind: Literal["prm", "orm"] = Field("prm", description="prm: a score per step; orm: one score per solution")
+    base_model: str = Field(EMBEDDED_MODEL, description="causal LM to fine-tune: alias, local folder or HF id")
+    target: Literal["he", "se"] = Field(
+        "he", description="prm step target: he (hard, 0/1 cross-entropy) or se (soft, BCE on the probability)"
+    )
+    after_first_error: Literal["drop", "keep"] = Field(
+        "drop", description="prm: drop the steps after the first HE=0 step (as the Qwen PRM paper does) or keep them"
+    )
+    datasets: tuple[str, ...] = Field((), description="train only on these problems.dataset values (default: all)")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="fraction of problems (never steps) held out")
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1, description="solutions per optimizer step")
+    lr: float = Field(2e-5, gt=0, description="AdamW learning rate (linear warm-up over 10% of steps, then constant)")
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(1024, ge=64, description="tokens per solution; later steps are cut whole")
+    seed: int = Field(0, description="split and shuffling seed")
+    models_dir: Path = Field(default_factory=default_models_dir, description="checkpoint folder (env PRMF_MODELS)")

@@ -28,3 +28,130 @@ def seed_store(store: Store, rollouts_correct: dict[int, list[bool]], solution_c
                                         "solution_id": "s1", "step_index": step, "text": "x", "answer": None,
                                         "correct": c, "grade_status": "ok", "num_tokens": 3, "run_id": "r"}
                                        for i, c in enumerate(outcomes)])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    """A real OpenAI-compatible vLLM server on 127.0.0.1 serving the embedded model.
+
+    The CPU build has no `vllm serve` console script, so it runs the api_server module. Its own
+    process group, so stop/kill take its engine processes down with it.
+    """
+
+    def __init__(self, port: int | None = None, api_key: str | None = None, log_path=None):
+        from tasks.models import EMBEDDED_MODEL, resolve_model
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.model = resolve_model(EMBEDDED_MODEL).path
+        self.api_key = api_key
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, timeout_s: float = 400) -> "VLLMServer":
+        import os
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
+               "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+                   "--host", "127.0.0.1", "--port", str(self.port), "--enable-prefix-caching",
+                   "--max-model-len", "2048", "--seed", "0", "--enforce-eager"]
+        if self.api_key:
+            command += ["--api-key", self.api_key]
+        log = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = open(self.log_path).read()[-2000:] if self.log_path else ""
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}: {tail}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.kill()
+        raise RuntimeError(f"vLLM server did not become healthy in {timeout_s:.0f} s")
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine processes (a crash, not a shutdown)."""
+        import os
+        import signal
+
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
+def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: str = "train") -> None:
+    """Arith problems with two solutions each, labelled the Math-Shepherd way by construction.
+
+    One solution computes every step right; the other slips on its first step, and every rollout
+    from its prefixes fails. The labels are what a perfect completer would produce, so a reward
+    model trained on them has a real signal to learn: is the arithmetic in this step right?
+    """
+    from tasks.datasets import load_arith
+    from tasks.store import content_key
+
+    loaded = load_arith(problems, split=split).problems
+    store.insert_rows("problems", [{"problem_id": p.problem_id, "dataset": p.dataset, "split": p.split,
+                                    "source": p.source, "source_row": p.source_row, "question": p.question,
+                                    "gold_answer": p.gold_answer, "answer_kind": p.answer_kind, "meta": "{}"}
+                                   for p in loaded])
+    for p in loaded:
+        start = int(p.meta["given_numbers"][0])
+        values = p.meta["gold_values"]
+        ops = p.meta["operations"]
+        right, wrong, previous, slipped = [], [], start, start + 1 + ops[0][1]
+        for (op, x), value in zip(ops, values):
+            right.append(f"{previous} {op} {x} = {value}")
+            previous = value
+        wrong.append(f"{start} {ops[0][0]} {ops[0][1]} = {slipped}")
+        for op, x in ops[1:]:
+            after = slipped + x if op == "+" else slipped - x
+            wrong.append(f"{slipped} {op} {x} = {after}")
+            slipped = after
+        for name, steps, correct in (("right", right, True), ("wrong", wrong, False)):
+            steps = steps + [f"The answer is {values[-1] if correct else slipped}."]
+            generation = content_key(p.problem_id, name)
+            solution = content_key(p.problem_id, name, "s")
+            store.insert_rows("generations", [{"generation_id": generation, "problem_id": p.problem_id,
+                                               "generator_model": "seed", "params": "{}", "n": 1, "num_tokens": 1,
+                                               "run_id": "seed"}])
+            store.insert_rows("solutions", [{"solution_id": solution, "problem_id": p.problem_id,
+                                             "generation_id": generation, "generator_model": "seed",
+                                             "text": "\n".join(steps), "final_answer": None, "correct": correct,
+                                             "grade_status": "ok", "num_tokens": 1, "num_steps": len(steps),
+                                             "run_id": "seed"}])
+            store.insert_rows("steps", [{"solution_id": solution, "step_index": i + 1, "text": t,
+                                         "prefix_hash": content_key(solution, i + 1), "gold": correct}
+                                        for i, t in enumerate(steps)])
+            for i in range(1, len(steps)):
+                unit = content_key(solution, i, "unit")
+                store.insert_rows("work_units", [{"unit_id": unit, "problem_id": p.problem_id,
+                                                  "prefix_hash": content_key(solution, i), "completer_model": "seed",
+                                                  "params": "{}", "strategy": "math_shepherd", "budget": rollouts,
+                                                  "solution_id": solution, "step_index": i, "run_id": "seed"}])
+                store.insert_rows("rollouts", [{"rollout_id": f"{unit}:{j}", "unit_id": unit, "sample_index": j,
+                                                "solution_id": solution, "step_index": i, "text": "x",
+                                                "answer": None, "correct": correct and j % 2 == 0,
+                                                "grade_status": "ok", "num_tokens": 1, "run_id": "seed"}
+                                               for j in range(rollouts)])

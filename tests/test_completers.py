@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
 from flows.label import label
@@ -17,6 +10,7 @@ from tasks.config import LabelConfig, ModelSettings, SamplingSettings
 from tasks.models import EMBEDDED_MODEL, resolve_model
 from tasks.steps import build_messages
 from tasks.store import Store
+from tests.helpers import VLLMServer
 
 SHORT = SamplingSettings(temperature=0.7, max_tokens=12)
 
@@ -47,46 +41,14 @@ def test_hf_backend_samples_n_per_prompt():
     assert all(c.finish_reason in ("stop", "length") for g in groups for c in g)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def vllm_server():
-    """A real OpenAI-compatible vLLM server on 127.0.0.1 (the CPU build has no `vllm serve`)."""
-    port = _free_port()
-    model = resolve_model(EMBEDDED_MODEL).path
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
-           "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
-         "--port", str(port), "--enable-prefix-caching", "--max-model-len", "2048", "--seed", "0",
-         "--enforce-eager"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 400
+def vllm_server(tmp_path_factory):
+    """A real OpenAI-compatible vLLM server on 127.0.0.1."""
+    server = VLLMServer(log_path=tmp_path_factory.mktemp("server") / "vllm.log").start()
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail("vLLM server did not become healthy in 400 s")
-        yield url, model
+        yield server.url, server.model
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.kill()
 
 
 @pytest.mark.engine
