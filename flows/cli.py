@@ -21,6 +21,8 @@ from typing import Annotated, Any, Optional
 
 # Quiet by default: vLLM logs every engine detail at INFO; --verbose restores it.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+# Logs are diagnostics: stdout carries only results (tables, --json), so scripts can parse it.
+os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Flow and task state lines would interleave with the progress bars; --verbose brings them back.
@@ -137,6 +139,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "he_gold_agreement": "HE agreement with gold", "se_gold_agreement": "SE agreement with gold (>=0.5)",
         "gold_steps": "prefixes with gold labels", "quarantined": "quarantined rows",
         "prefixes_labelled_now": "prefixes labelled by this run", "prefixes_already_stored": "prefixes already stored",
+        "prefixes_by_other_runs": "prefixes stored by concurrent runs",
+        "prefixes_recomputed": "prefixes computed twice (lapsed lease)",
         "tokens_generated": "tokens generated (this run)", "tokens_per_s": "generated tokens/s (engine time)",
         "wall_seconds": "wall time (s)", "db": "database",
     }
@@ -151,11 +155,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _check_models(config) -> None:
-    """Fail fast, before any flow run, on a model setting that cannot be resolved."""
+    """Fail fast, before any flow run, on a model setting that cannot be resolved or a store that
+    cannot be opened (damaged, locked past PRMF_DB_LOCK_WAIT_S); opening also migrates it."""
     from tasks.models import resolve_model
+    from tasks.store import Store
 
     for settings in (config.generator, config.completer_settings):
         resolve_model(settings.model)
+    Store(config.db).close()
 
 
 def _run_label(config) -> dict[str, Any]:
@@ -204,7 +211,9 @@ def label(
     answer_kind: Annotated[Optional[str], typer.Option(help="jsonl/hf: numeric | math")] = None,
     gold_format: Annotated[Optional[str], typer.Option(help="jsonl/hf: plain | gsm8k (text after ####)")] = None,
     arith_seed: Annotated[Optional[int], typer.Option(help="arith: generator seed")] = None,
+    lease_s: Annotated[Optional[float], typer.Option(help=f"work lease in seconds for concurrent runners (default {_D.lease_s:.0f})")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a LabelConfig; flags override it")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON (for scripts)")] = False,
     db: DbOption = None,
 ) -> None:
     """Sample solutions and label every step prefix with N rollouts (the label flow)."""
@@ -220,7 +229,7 @@ def label(
         "dataset.dataset_name": dataset_name, "dataset.question_field": question_field,
         "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind,
         "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed,
-        "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes,
+        "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes, "lease_s": lease_s,
         "generation.temperature": temperature, "generation.max_tokens": max_tokens,
         "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
         "generator.model": generator, "generator.backend": generator_backend,
@@ -241,7 +250,10 @@ def label(
         from tasks.completers import close_completers
 
         close_completers()
-    _print_summary(summary)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=_json_default, indent=1) + "\n")
+    else:
+        _print_summary(summary)
 
 
 @app.command()

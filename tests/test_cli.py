@@ -77,3 +77,42 @@ def test_config_file_and_flag_overrides_compose():
     assert config.rollouts == 4  # set flags win
     assert config.generation.temperature == 0.2 and config.generation.max_tokens == 192  # siblings keep defaults
     assert config.completer is None and config.completer_settings == config.generator
+
+
+def test_damaged_or_locked_store_gives_one_line_errors_on_every_command(tmp_path, monkeypatch):
+    import hashlib
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PRMF_DB_LOCK_WAIT_S", "1")
+    commands = [["query", "SELECT 1"], ["ingest", "--dataset", "arith", "--limit", "2"],
+                ["label", "--limit", "1"], ["demo"], ["doctor"]]
+
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(b"this is not a database\n" * 200)
+    before = hashlib.sha256(damaged.read_bytes()).hexdigest()
+    for command in commands:
+        result = runner.invoke(app, command + ["--db", str(damaged)])
+        assert result.exit_code in (1, 2), (command, result.output)
+        assert str(damaged) in result.output and "Traceback" not in result.output, (command, result.output)
+        if command[0] != "doctor":  # doctor prints its table; the others print exactly one error line
+            assert result.output.strip().count("\n") == 0 and result.output.startswith("error:"), result.output
+    assert hashlib.sha256(damaged.read_bytes()).hexdigest() == before  # nothing rewrote it
+
+    locked = tmp_path / "locked.duckdb"
+    assert runner.invoke(app, ["ingest", "--dataset", "arith", "--limit", "3", "--db", str(locked)]).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(locked)!r}); "
+                               "print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for command in commands:
+            result = runner.invoke(app, command + ["--db", str(locked)])
+            assert result.exit_code in (1, 2), (command, result.output)
+            assert f"PID {holder.pid}" in " ".join(result.output.split()), (command, result.output)
+            assert "Traceback" not in result.output
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = runner.invoke(app, ["query", "SELECT count(*) AS n FROM problems", "--json", "--db", str(locked)])
+    assert json.loads(result.output) == [{"n": 3}]  # the holder's store is intact
