@@ -39,7 +39,9 @@ class CompleterError(RuntimeError):
     """A completer that cannot serve (engine failed to start, server unreachable, ...)."""
 
 
-_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror")
+# "could not create a primitive": oneDNN (bf16 matmuls on CPU) failing to allocate.
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror",
+                "could not create a primitive")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -71,14 +73,17 @@ def complete_adaptive(
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        _release_cached_memory()
-        if len(prompts) == 1:
-            raise CompleterError(f"out of memory on a single prompt (n={n}, max_tokens={sampling.max_tokens}): {exc}") from exc
-        half = len(prompts) // 2
-        log.warning("out of memory on %d prompts x n=%d; retrying as %d + %d", len(prompts), n, half, len(prompts) - half)
-        return complete_adaptive(completer, prompts[:half], n, sampling) + complete_adaptive(
-            completer, prompts[half:], n, sampling
-        )
+        reason = f"{type(exc).__name__}: {exc}"
+    # Retry outside the except block: inside it the exception's traceback keeps the failed
+    # attempt's tensors (its KV cache) alive, and the halves would not fit either (measured).
+    _release_cached_memory()
+    if len(prompts) == 1:
+        raise CompleterError(f"out of memory on a single prompt (n={n}, max_tokens={sampling.max_tokens}): {reason}")
+    half = len(prompts) // 2
+    log.warning("out of memory on %d prompts x n=%d; retrying as %d + %d", len(prompts), n, half, len(prompts) - half)
+    return complete_adaptive(completer, prompts[:half], n, sampling) + complete_adaptive(
+        completer, prompts[half:], n, sampling
+    )
 
 
 def _release_cached_memory() -> None:
