@@ -4,6 +4,7 @@
     prmf ingest --dataset jsonl --path problems.jsonl --answer-kind numeric
     prmf query label_stats            # a saved query from sql/queries/
     prmf query "SELECT count(*) FROM rollouts" --json
+    prmf train --kind prm --target he # fine-tune a PRM on the labels, register it in prm_models
     prmf model prepare                # convert the embedded SmolLM2 once
     prmf demo                         # what `make demo` runs
 """
@@ -254,6 +255,60 @@ def label(
         sys.stdout.write(json.dumps(summary, default=_json_default, indent=1) + "\n")
     else:
         _print_summary(summary)
+
+
+@app.command()
+def train(
+    kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft)")] = None,
+    after_first_error: Annotated[Optional[str], typer.Option(help="prm: drop | keep the steps after the first HE=0 step")] = None,
+    base_model: Annotated[Optional[str], typer.Option(help="base causal LM: alias, local folder or HF id")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="train only on this dataset (repeatable)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (default 2)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="solutions per step (default 8)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default 2e-5)")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="held-out fraction of problems (default 0.15)")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(help="checkpoint folder (default $PRMF_MODELS or ./models)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Train a reward model on the store's labels (the train flow) and register it in prm_models."""
+    from tasks.config import TrainConfig
+    from tasks.models import resolve_model
+    from tasks.store import Store
+    from tasks.training import TrainingError
+
+    values = {"kind": kind, "target": target, "after_first_error": after_first_error, "base_model": base_model,
+              "datasets": tuple(dataset) if dataset else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+              "val_fraction": val_fraction, "models_dir": models_dir, "db": db}
+    try:
+        config = TrainConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    try:
+        resolve_model(config.base_model)
+        Store(config.db, read_only=True).close()
+        from flows.train import train as train_flow
+        from tasks.progress import RichReporter, set_reporter
+
+        with RichReporter() as reporter:
+            set_reporter(reporter)
+            try:
+                result = train_flow(config=config)
+            finally:
+                set_reporter(None)
+    except (*_user_errors(), TrainingError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    m = result["val_metrics"]
+    _print_rows(["model", "train / val solutions", "eval problems excluded", "val loss (base -> trained)",
+                 "val step accuracy (base -> trained)"],
+                [(result["model_id"], f"{result['train_examples']} / {result['val_examples']}",
+                  result["excluded_problems"], f"{m['base_val_loss']:.3f} -> {m['val_loss']:.3f}",
+                  f"{m['base_val_accuracy']:.3f} -> {m['val_accuracy']:.3f}")], "train")
+    console.print(f"checkpoint: {result['path']}")
 
 
 @app.command()
