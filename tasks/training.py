@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -298,7 +299,9 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
     best = history[0]["val_loss"]
     model_id = _model_id(config)
     final_dir = config.models_dir / model_id
-    staging = config.models_dir / f".{model_id}.partial"  # renamed into place only when complete
+    _remove_abandoned_staging(config.models_dir)
+    # Renamed into place only when complete; the pid tells a later run whether it was abandoned.
+    staging = config.models_dir / f".{model_id}.{os.getpid()}.partial"
     shuffler = random.Random(config.seed)
     step = 0
     started = time.perf_counter()
@@ -341,6 +344,16 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
             "run_id": run_id,
         }])
     return TrainResult(model_id, final_dir, len(train), len(val), excluded, history, val_metrics)
+
+
+def _remove_abandoned_staging(models_dir: Path) -> None:
+    """Delete staging folders left by killed trainings (their process is gone)."""
+    from tasks.runs import process_alive
+
+    for folder in models_dir.glob(".*.partial"):
+        pid = folder.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _model_id(config: TrainConfig) -> str:

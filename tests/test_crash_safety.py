@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,35 @@ def test_sigkill_at_any_point_then_rerun_completes_exactly(tmp_path):
         assert statuses[:3] == ["crashed"] * 3  # each rerun marked the killed run before it
         assert store.scalar("SELECT count(DISTINCT problem_id) FROM solutions") == 4
         assert store.scalar("SELECT count(*) FROM generations") == 4  # generation was never redone
+
+
+def test_training_killed_midway_registers_nothing_and_a_rerun_completes(tmp_path):
+    """SIGKILL during `prmf train`: no model is registered, no checkpoint is left in place (only
+    a staging folder), and the same command then trains and registers one model and removes the
+    abandoned staging folder."""
+    from tests.helpers import seed_labelled_arith
+
+    db, models = tmp_path / "train.duckdb", tmp_path / "models"
+    with Store(db) as store:
+        seed_labelled_arith(store, 8)
+    command = [sys.executable, "-m", "flows.cli", "train", "--db", str(db), "--models-dir", str(models),
+               "--epochs", "2", "--batch-size", "4", "--json"]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(models.glob(".*.partial")):  # mid-training: first epoch saved
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with Store(db) as store:
+        assert store.scalar("SELECT count(*) FROM prm_models") == 0
+    assert [p.name for p in models.iterdir() if not p.name.startswith(".")] == []
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    with Store(db, read_only=True) as store:
+        (model_id, path), = store.query("SELECT model_id, path FROM prm_models").rows
+    assert (Path(path) / "prm.json").is_file() and Path(path).name == model_id
+    assert not list(models.glob(".*.partial"))  # the killed run's staging folder was cleaned up
