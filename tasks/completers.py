@@ -21,7 +21,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -358,6 +359,22 @@ def discard_completer(settings: ModelSettings) -> None:
             completer.close()
         except Exception as exc:  # noqa: BLE001 - it already failed; closing is best effort
             log.warning("closing a failed completer: %r", exc)
+
+
+@contextmanager
+def completer_session(
+    settings: ModelSettings, not_engine_errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[Completer]:
+    """The cached completer for a task; if the task fails, it is discarded so that the retry
+    gets a fresh engine, not a broken one. Errors in ``not_engine_errors`` keep it."""
+    completer = get_completer(settings)
+    try:
+        yield completer
+    except not_engine_errors:
+        raise
+    except Exception:
+        discard_completer(settings)
+        raise
 
 
 def close_completers() -> None:

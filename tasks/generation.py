@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from tasks import arith
-from tasks.completers import Completer, Completion, complete_adaptive, discard_completer, get_completer
+from tasks.completers import Completer, Completion, complete_adaptive, completer_session, get_completer
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
@@ -163,12 +163,8 @@ def _rows(
 def generate_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> GenerationSummary:
     # Retrying is safe: finished requests are stored and skipped on the next attempt. The engine
     # starts before the store is opened: other runners need the file meanwhile.
-    completer = get_completer(config.generator)
-    try:
-        with Store(config.db) as store:
-            return generate_solutions(store, problem_ids, config, run_id, completer)
-    except StoreError:
-        raise
-    except Exception:
-        discard_completer(config.generator)  # the retry gets a fresh engine, not a broken one
-        raise
+    with (
+        completer_session(config.generator, not_engine_errors=(StoreError,)) as completer,
+        Store(config.db) as store,
+    ):
+        return generate_solutions(store, problem_ids, config, run_id, completer)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from tasks.runs import mark_crashed_runs
 from tasks.store import SQL_DIR, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,6 @@ def claimed_batches(
     (inside ``store.released()``) and stores it together with :func:`release` of its keys.
     Keys another runner stores meanwhile are skipped and reported to ``on_stored_elsewhere``.
     """
-    from tasks.runs import mark_crashed_runs
-
     remaining = list(keys)
     with Heartbeat(store.path, run_id, lease_s):
         while remaining:

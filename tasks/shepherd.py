@@ -19,7 +19,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from tasks.completers import Completer, CompleterError, Completion, complete_adaptive, discard_completer, get_completer
+from tasks.completers import (
+    Completer, CompleterError, Completion, complete_adaptive, completer_session, get_completer,
+)
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
 from tasks.generation import prompt_style
@@ -177,12 +179,8 @@ def _rows(
 def label_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> LabelSummary:
     # Retrying is safe: stored units are skipped on the next attempt. The engine starts before
     # the store is opened: a start takes tens of seconds and other runners need the file.
-    completer = get_completer(config.completer_settings)
-    try:
-        with Store(config.db) as store:
-            return label_prefixes(store, problem_ids, config, run_id, completer)
-    except StoreError:
-        raise
-    except Exception:
-        discard_completer(config.completer_settings)  # the retry gets a fresh engine, not a broken one
-        raise
+    with (
+        completer_session(config.completer_settings, not_engine_errors=(StoreError,)) as completer,
+        Store(config.db) as store,
+    ):
+        return label_prefixes(store, problem_ids, config, run_id, completer)

@@ -74,10 +74,11 @@ def test_heartbeat_renews_the_runs_leases(db_path):
 
 def test_claimed_batches_skip_work_stored_by_others_and_wait_out_dead_runners(db_path):
     """A runner whose remaining keys are held by a crashed local run takes them over."""
+    import os
     import socket
 
     with Store(db_path) as store:
-        add_run(store, "me", host=socket.gethostname(), pid=__import__("os").getpid())
+        add_run(store, "me", host=socket.gethostname(), pid=os.getpid())
         # A run on this host whose process is gone (pid 2**22 + 1 is above the default pid_max).
         add_run(store, "dead", host=socket.gethostname(), pid=2**22 + 1)
         claim(store, "label", ["x", "y"], "dead", 2, lease_s=600)
