@@ -166,16 +166,22 @@ def _check_models(config) -> None:
     Store(config.db).close()
 
 
-def _run_label(config) -> dict[str, Any]:
-    from flows.label import label
+def _with_progress(flow_fn, **params: Any) -> Any:
+    """Run a flow with rich progress bars for its long tasks."""
     from tasks.progress import RichReporter, set_reporter
 
     with RichReporter() as reporter:
         set_reporter(reporter)
         try:
-            return label(config=config)
+            return flow_fn(**params)
         finally:
             set_reporter(None)
+
+
+def _run_label(config) -> dict[str, Any]:
+    from flows.label import label
+
+    return _with_progress(label, config=config)
 
 
 @app.callback()
@@ -289,14 +295,8 @@ def train(
         resolve_model(config.base_model)
         Store(config.db, read_only=True).close()
         from flows.train import train as train_flow
-        from tasks.progress import RichReporter, set_reporter
 
-        with RichReporter() as reporter:
-            set_reporter(reporter)
-            try:
-                result = train_flow(config=config)
-            finally:
-                set_reporter(None)
+        result = _with_progress(train_flow, config=config)
     except (*_user_errors(), TrainingError) as exc:
         _fail(str(exc))
     if as_json:
@@ -309,6 +309,254 @@ def train(
                   result["excluded_problems"], f"{m['base_val_loss']:.3f} -> {m['val_loss']:.3f}",
                   f"{m['base_val_accuracy']:.3f} -> {m['val_accuracy']:.3f}")], "train")
     console.print(f"checkpoint: {result['path']}")
+
+
+EVAL_SPLITS = {"arith": "test", "gsm8k": "test", "math500": "test"}
+
+
+def _eval_config(dataset: list[str] | None, limit: int | None, n_max: int | None, prm: str | None, orm: str | None,
+                 plot: Path | None, generator: str | None, temperature: float | None, max_tokens: int | None,
+                 db: Path | None):
+    """An EvalConfig from `prmf eval` flags (datasets default to their test splits)."""
+    from tasks.config import EvalConfig
+
+    base = EvalConfig()
+    values: dict[str, Any] = {"n_max": n_max, "prm": prm, "orm": orm, "plot": plot, "db": db}
+    if dataset or limit:
+        names = dataset or [d.name for d in base.datasets]
+        for name in names:
+            if name not in EVAL_SPLITS:
+                raise ValueError(f"--dataset {name!r}: evaluation datasets are {', '.join(EVAL_SPLITS)} "
+                                 "(or use --pool FILE)")
+        values["datasets"] = [{"name": name, "split": EVAL_SPLITS[name], "limit": limit or base.datasets[0].limit}
+                              for name in names]
+    if generator:
+        values["generator"] = {"model": generator}
+    if temperature is not None or max_tokens is not None:
+        values["sampling"] = {**base.sampling.model_dump(), **{k: v for k, v in
+                              (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}}
+    return EvalConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _print_evaluations(evaluations) -> None:
+    from tasks.best_of_n import results_table
+
+    for e in evaluations:
+        columns, rows = results_table(e)
+        _print_rows(columns, [tuple(r) for r in rows],
+                    f"best-of-N on {e.dataset}/{e.split}: {e.problems} problems; accuracy [95% CI]; "
+                    f"PRM {e.prm or '-'}, ORM {e.orm or '-'}")
+        for line in e.line_errors:
+            err.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
+
+
+def _evaluation_json(evaluations) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    return [asdict(e) for e in evaluations]
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="arith | gsm8k | math500, test splits (repeatable; default arith)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="problems per dataset (default 40)")] = None,
+    n_max: Annotated[Optional[int], typer.Option(help="candidates per problem; N = 1, 2, 4, ... n_max (default 8)")] = None,
+    prm: Annotated[Optional[str], typer.Option(help="PRM model id (default: promoted, else newest)")] = None,
+    orm: Annotated[Optional[str], typer.Option(help="ORM model id (default: promoted, else newest)")] = None,
+    pool: Annotated[Optional[Path], typer.Option(help="evaluate an external JSONL pool (question, answer, responses[, scores, correct])")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="write an accuracy-vs-N PNG")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="pool generator model (default: embedded)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="pool sampling temperature (default 0.8)")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per candidate (default 256)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Best-of-N evaluation (the evaluate flow): pass@1, majority, ORM, PRM (min/last/prod/mean), PRM-weighted vote."""
+    from flows.evaluate import evaluate
+    from tasks.training import TrainingError
+
+    try:
+        config = _eval_config(dataset, limit, n_max, prm, orm, plot, generator, temperature, max_tokens, db)
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    if pool is not None and not pool.is_file():
+        _fail(f"{pool}: pool file not found")
+    try:
+        from tasks.models import resolve_model
+        from tasks.store import Store
+
+        resolve_model(config.generator.model)
+        Store(config.db).close()
+        result = _with_progress(evaluate, config=config, pool_file=pool)
+    except (*_user_errors(), TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    if as_json:
+        sys.stdout.write(json.dumps({"run_id": result["run_id"], "evaluations": _evaluation_json(result["evaluations"])},
+                                    default=_json_default, indent=1) + "\n")
+        return
+    _print_evaluations(result["evaluations"])
+    if config.plot:
+        console.print(f"plot: {config.plot}")
+
+
+@app.command()
+def processbench(
+    split: Annotated[str, typer.Option(help="gsm8k | math")] = "gsm8k",
+    model: Annotated[Optional[str], typer.Option(help="PRM model id (default: promoted, else newest)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="samples per split (default: all)")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="step-score threshold (default: chosen for F1 on the gsm8k split)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """ProcessBench: predict each sample's earliest wrong step; accuracy on erroneous/correct samples and F1."""
+    from tasks.config import default_db_path
+    from tasks.processbench import processbench_task
+    from tasks.training import TrainingError
+
+    if split not in ("gsm8k", "math"):
+        _fail(f"--split must be gsm8k or math, got {split!r}")
+    try:
+        result = _with_progress(processbench_task, db=db or default_db_path(), split=split, model_id=model,
+                                limit=limit, threshold=threshold)
+    except (*_user_errors(), TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    _print_rows(["model", "split", "samples", "threshold (chosen on)", "error acc", "correct acc", "F1"],
+                [(result["model_id"], result["split"], result["samples"],
+                  f"{result['threshold']:.3f} ({result['threshold_source']})", result["error_accuracy"],
+                  result["correct_accuracy"], result["f1"])], "ProcessBench")
+
+
+@app.command()
+def score(
+    model: Annotated[Optional[str], typer.Option(help="reward model id (default: the promoted PRM, else newest)")] = None,
+    question: Annotated[Optional[str], typer.Option(help="the problem")] = None,
+    solution: Annotated[Optional[list[str]], typer.Option("--solution", help="a solution, one step per line (repeatable)")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--file", help="JSONL: {question, solution (text) | steps (list)} per line")] = None,
+    batch_size: Annotated[int, typer.Option(help="solutions per forward pass")] = 8,
+    db: DbOption = None,
+) -> None:
+    """Score solutions step by step with a trained reward model; prints one JSON line per solution."""
+    from tasks.config import default_db_path
+    from tasks.pools import candidate_steps
+    from tasks.registry import get_model
+    from tasks.store import Store
+    from tasks.training import RewardModel, TrainingError
+
+    items: list[tuple[str, list[str]]] = []
+    if input_file is not None:
+        try:
+            lines = input_file.read_text().splitlines()
+        except OSError as exc:
+            _fail(f"cannot read {input_file}: {exc}")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                steps = record["steps"] if "steps" in record else candidate_steps(record["solution"])
+                if not isinstance(record["question"], str) or not all(isinstance(s, str) for s in steps) or not steps:
+                    raise ValueError("question must be a string and steps a non-empty list of strings")
+                items.append((record["question"], list(steps)))
+            except (ValueError, KeyError, TypeError) as exc:
+                err.print(f"[yellow]skipped[/] {input_file}:{number}: {exc!r}", soft_wrap=True)
+    elif question and solution:
+        items = [(question, candidate_steps(text.replace("\\n", "\n"))) for text in solution]
+    else:
+        _fail("give --question and --solution, or --file")
+    if not items:
+        _fail(f"{input_file}: no valid line to score")
+    try:
+        with Store(db or default_db_path(), read_only=True) as store:
+            row = get_model(store, model, "prm")
+        scores = RewardModel(row["path"]).score_many(items, batch_size)
+    except (*_user_errors(), TrainingError) as exc:
+        _fail(str(exc))
+    for (q, steps), step_scores in zip(items, scores):
+        sys.stdout.write(json.dumps({"model_id": row["model_id"], "question": q, "steps": steps,
+                                     "step_scores": [round(x, 6) for x in step_scores],
+                                     "min": round(min(step_scores), 6) if step_scores else None}) + "\n")
+
+
+@app.command()
+def factory(
+    dataset: Annotated[Optional[str], typer.Option(help="dataset to label this iteration (default arith)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="problems to label (default 50)")] = None,
+    solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem")] = None,
+    rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix")] = None,
+    threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default 500)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="problems per evaluation pool (default 40)")] = None,
+    n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a FactoryConfig; flags override it")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the iteration's result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """One factory iteration (the factory flow): label -> growth check -> retrain, evaluate, promote when due."""
+    from flows.factory import factory as factory_flow
+    from tasks.config import FactoryConfig
+    from tasks.training import TrainingError
+
+    try:
+        base = json.loads(config_file.read_text()) if config_file else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read config {config_file}: {exc}")
+    overrides = {"db": str(db) if db else None, "retrain_threshold_steps": threshold,
+                 "label.dataset.name": dataset, "label.dataset.limit": limit, "label.solutions": solutions,
+                 "label.rollouts": rollouts, "train.epochs": epochs, "eval.n_max": n_max}
+    try:
+        merged = FactoryConfig.model_validate(base).model_dump(mode="json")
+        if db:  # one store for all stages
+            for stage in ("label", "train", "eval"):
+                merged[stage]["db"] = str(db)
+        for dotted, value in overrides.items():
+            if value is not None:
+                node = merged
+                *parents, leaf = dotted.split(".")
+                for key in parents:
+                    node = node[key]
+                node[leaf] = value
+        if eval_limit:
+            for d in merged["eval"]["datasets"]:
+                d["limit"] = eval_limit
+        config = FactoryConfig.model_validate(merged)
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    try:
+        _check_models(config.label)
+        result = _with_progress(factory_flow, config=config)
+    except (*_user_errors(), TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    _print_summary(result["label"])
+    _print_factory(result)
+
+
+def _print_factory(result: dict[str, Any]) -> None:
+    g = result["growth"]
+    console.print(f"growth: {g.new_steps} new labelled steps since {g.baseline_model or 'the start'} "
+                  f"(threshold {g.threshold}): {'retrained' if g.due else 'no retraining yet'}")
+    retrained = result.get("retrain")
+    if not retrained:
+        return
+    _print_evaluations(retrained["evaluation"]["evaluations"])
+    _print_rows(["kind", "new model", "accuracy", "promoted model", "accuracy", "promoted?", "why"],
+                [(d.kind, d.candidate, d.candidate_accuracy, d.incumbent or "—", d.incumbent_accuracy,
+                  "yes" if d.promoted else "no", d.reason) for d in retrained["decisions"]], "promotion")
 
 
 @app.command()

@@ -191,3 +191,73 @@ class TrainConfig(_Strict):
     max_length: int = Field(1024, ge=64, description="tokens per solution; later steps are cut whole")
     seed: int = Field(0, description="split and shuffling seed")
     models_dir: Path = Field(default_factory=default_models_dir, description="checkpoint folder (env PRMF_MODELS)")
+
+
+def _default_eval_datasets() -> tuple[DatasetSettings, ...]:
+    return (DatasetSettings(name="arith", split="test", limit=40),)
+
+
+class EvalConfig(_Strict):
+    """Best-of-N evaluation of reward models on candidate pools sampled once per dataset."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    datasets: tuple[DatasetSettings, ...] = Field(
+        default_factory=_default_eval_datasets,
+        description="evaluation problems (default: the first 40 arith test problems); gsm8k/math500 use their test sets",
+    )
+    n_max: int = Field(8, ge=1, description="candidates per problem in a pool; N runs over 1, 2, 4, ... n_max")
+    generator: ModelSettings = Field(default_factory=ModelSettings, description="samples the candidate pools")
+    sampling: SamplingSettings = Field(
+        default_factory=lambda: SamplingSettings(temperature=0.8, max_tokens=256),
+        description="sampling for pool candidates (part of the pool's identity)",
+    )
+    prm: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
+    orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; none: skipped)")
+    seed: int = Field(0, description="candidate subsets and bootstrap seed")
+    score_batch_size: int = Field(8, ge=1, description="candidates per reward-model forward pass")
+    grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
+    grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
+    plot: Path | None = Field(None, description="write an accuracy-vs-N PNG here (one panel per dataset)")
+
+    @property
+    def ns(self) -> tuple[int, ...]:
+        """1, 2, 4, ... up to n_max (n_max itself included even when not a power of two)."""
+        ns, n = [], 1
+        while n < self.n_max:
+            ns.append(n)
+            n *= 2
+        return (*ns, self.n_max)
+
+
+class FactoryConfig(_Strict):
+    """One factory iteration: label, then retrain and evaluate when enough new labels arrived."""
+
+    db: Path = Field(default_factory=default_db_path, description="the one store of all three stages (env PRMF_DB)")
+    label: LabelConfig = Field(default_factory=LabelConfig, description="the label run of this iteration")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="PRM training settings (kind is set per model)")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation of new models against the promoted ones")
+    retrain_threshold_steps: int = Field(
+        500, ge=1,
+        description="retrain once this many labelled steps (fully labelled solutions, outside test splits) "
+        "arrived since the promoted PRM's data snapshot",
+    )
+    train_orm: bool = Field(True, description="train an ORM baseline next to each PRM")
+    selection_aggregation: Literal["min", "last", "prod", "mean"] = Field(
+        "min", description="PRM promotion metric: prm_best_of_n with this aggregation at N = n_max"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_store(cls, data: Any) -> Any:
+        """``db`` is the store of every stage; a stage naming another store is an error."""
+        if not isinstance(data, dict):
+            return data
+        db = data.get("db") or default_db_path()
+        data = dict(data)
+        for stage in ("label", "train", "eval"):
+            sub = data.get(stage)
+            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub or {})
+            if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
+                raise ValueError(f"{stage}.db ({sub['db']}) differs from the factory's db ({db}); use one store")
+            data[stage] = {**sub, "db": db}
+        return {**data, "db": db}

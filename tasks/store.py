@@ -2,7 +2,7 @@
 
 Schema, views and queries live in ``sql/``:
   * ``sql/ddl/NNN_name.sql``  versioned migrations, applied in order once (``schema_migrations``);
-  * ``sql/views/*.sql``       ``CREATE OR REPLACE VIEW`` files, refreshed on every writable open;
+  * ``sql/views/NN_name.sql``  ``CREATE OR REPLACE VIEW`` files, refreshed in order on every writable open;
   * ``sql/queries/*.sql``     saved queries, run by name with ``prmf query NAME``;
   * ``sql/internal/*.sql``    statements the factory itself runs.
 
@@ -201,8 +201,9 @@ class Store:
             raise StoreError(f"no saved query {name!r}; available: {', '.join(queries)}")
         return self.query(queries[name].read_text())
 
-    def insert_rows(self, table: str, rows: Iterable[dict[str, Any]], con: Any = None) -> int:
-        """Insert rows (dicts keyed by column); rows whose key already exists are skipped.
+    def insert_rows(self, table: str, rows: Iterable[dict[str, Any]], con: Any = None, skip_existing: bool = True) -> int:
+        """Insert rows (dicts keyed by column); rows whose key already exists are skipped
+        (``skip_existing=False`` for tables without a key, e.g. ``eval_results``).
 
         Goes through Arrow so thousands of rollouts cost one statement, not thousands.
         Returns the number of rows actually inserted.
@@ -215,7 +216,8 @@ class Store:
             target.register("batch", pa.Table.from_pylist(rows))
             try:
                 before = target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                target.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM batch")
+                verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
+                target.execute(f"{verb} INTO {table} BY NAME SELECT * FROM batch")
                 return target.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
             finally:
                 target.unregister("batch")

@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -41,6 +42,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import TrainConfig
 from tasks.models import resolve_model
 from tasks.progress import progress
+from tasks.registry import label_snapshot
 from tasks.store import SQL_DIR, Store, to_json
 
 STEP_TAG = " ки"
@@ -239,6 +241,13 @@ def step_loss(log_good, log_bad, targets):
 # --- training ------------------------------------------------------------------------------------
 
 
+def _quiet_transformers() -> None:
+    """No per-load weight progress bars: prmf draws its own progress for long work."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _device() -> str:
     import torch
 
@@ -268,25 +277,45 @@ def evaluate(model: Any, codec: StepTagCodec, examples: list[Example], batch_siz
 
 
 def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = None) -> TrainResult:
-    """Fine-tune the base model on the store's labels, save the best checkpoint, register it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Fine-tune the base model on the store's labels, save the best checkpoint, register it.
 
+    The store is released while the model trains, so label runs can keep storing meanwhile.
+    """
     examples, excluded = load_examples(store, config)
     if not examples:
         raise TrainingError(f"{store.path}: no fully labelled solutions to train on (run `prmf label` first)")
     train, val = split_by_problem(examples, config.val_fraction, config.seed)
-    snapshot = store.query((SQL_DIR / "internal" / "label_snapshot.sql").read_text()).as_dicts()[0]
+    snapshot = label_snapshot(store)
     snapshot.update(problems=len({e.problem_id for e in examples}), train_solutions=len(train), val_solutions=len(val),
                     excluded_eval_problems=excluded)
-
     base = resolve_model(config.base_model)
+    model_id = _model_id(config)
+    with store.released():
+        final_dir, history, val_metrics = _fit(base.path, train, val, config, model_id)
+    hyper = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("db", "models_dir")}
+    with store.transaction():
+        store.insert_rows("prm_models", [{
+            "model_id": model_id, "kind": config.kind, "base_model": base.identity,
+            "target": config.target if config.kind == "prm" else "correct", "path": str(final_dir.resolve()),
+            "data_snapshot": to_json(snapshot), "hyperparameters": to_json(hyper), "val_metrics": to_json(val_metrics),
+            "run_id": run_id,
+        }])
+    return TrainResult(model_id, final_dir, len(train), len(val), excluded, history, val_metrics)
+
+
+def _fit(base_path: Path, train: list[Example], val: list[Example], config: TrainConfig,
+         model_id: str) -> tuple[Path, list[dict[str, float]], dict[str, float]]:
+    """The training loop: keeps the best-validation epoch, returns its folder, history, metrics."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
     device = _device()
     torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
     # bf16 on GPU; fp32 on CPU, where bf16 matmuls are slow and the model is small.
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
     model.train()
     codec = StepTagCodec(tokenizer, config.max_length, tag_every_step=config.kind == "prm")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -297,7 +326,6 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
 
     history = [{"step": 0, **evaluate(model, codec, val, config.batch_size, device)}]
     best = history[0]["val_loss"]
-    model_id = _model_id(config)
     final_dir = config.models_dir / model_id
     _remove_abandoned_staging(config.models_dir)
     # Renamed into place only when complete; the pid tells a later run whether it was abandoned.
@@ -335,15 +363,7 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
     best_metrics = min(history[1:], key=lambda h: h["val_loss"])
     val_metrics = {**best_metrics, "base_val_loss": history[0]["val_loss"], "base_val_accuracy": history[0]["val_accuracy"],
                    "train_seconds": time.perf_counter() - started}
-    hyper = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("db", "models_dir")}
-    with store.transaction():
-        store.insert_rows("prm_models", [{
-            "model_id": model_id, "kind": config.kind, "base_model": base.identity,
-            "target": config.target if config.kind == "prm" else "correct", "path": str(final_dir.resolve()),
-            "data_snapshot": to_json(snapshot), "hyperparameters": to_json(hyper), "val_metrics": to_json(val_metrics),
-            "run_id": run_id,
-        }])
-    return TrainResult(model_id, final_dir, len(train), len(val), excluded, history, val_metrics)
+    return final_dir, history, val_metrics
 
 
 def _remove_abandoned_staging(models_dir: Path) -> None:
@@ -389,6 +409,7 @@ class RewardModel:
         if not meta_path.is_file():
             raise TrainingError(f"{self.path}: not a prm-factory reward model (no {PRM_METADATA})")
         self.meta = json.loads(meta_path.read_text())
+        _quiet_transformers()
         self.device = device or _device()
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -396,23 +417,31 @@ class RewardModel:
         self.codec = StepTagCodec(self.tokenizer, self.meta["max_length"], tag_every_step=self.meta["kind"] == "prm")
 
     def score(self, question: str, solutions: list[list[str]], batch_size: int = 8) -> list[list[float]]:
-        """Per-step scores for each solution (ORM: one score), one forward pass per batch.
+        """Per-step scores for each solution of one question (ORM: one score each)."""
+        return self.score_many([(question, steps) for steps in solutions], batch_size)
 
-        Steps beyond the model's ``max_length`` are not scored (the list is shorter).
+    def score_many(self, items: list[tuple[str, list[str]]], batch_size: int = 8,
+                   advance: Callable[[int], None] | None = None) -> list[list[float]]:
+        """Per-step scores for (question, steps) pairs, one forward pass per batch of solutions.
+
+        Each step's score is p("+") at its tag. Steps beyond the model's ``max_length`` are not
+        scored (that list is shorter). ``advance(k)`` is called after each batch of k solutions.
         """
         import torch
 
         results: list[list[float]] = []
-        for start in range(0, len(solutions), batch_size):
-            chunk = [Example("", question, tuple(s), tuple([1.0] * len(s))) for s in solutions[start : start + batch_size]]
+        for start in range(0, len(items), batch_size):
+            chunk = [Example("", question, tuple(steps), tuple([1.0] * len(steps)))
+                     for question, steps in items[start : start + batch_size]]
             input_ids, mask, rows, cols, _ = _batch(self.codec, chunk, self.device)
             with torch.no_grad():
                 log_good, _ = _tag_log_probs(self.model, self.codec, input_ids, mask, rows, cols)
-            probs = log_good.exp().tolist()
             per_row: list[list[float]] = [[] for _ in chunk]
-            for r, p in zip(rows.tolist(), probs):
+            for r, p in zip(rows.tolist(), log_good.exp().tolist()):
                 per_row[r].append(p)
             results.extend(per_row)
+            if advance is not None:
+                advance(len(chunk))
         return results
 
 

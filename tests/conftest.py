@@ -35,3 +35,22 @@ def engine():
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "store.duckdb"
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory):
+    """A tiny PRM and ORM really trained (1 epoch) on constructed arith labels, registered in a
+    session store. Tests that need a model copy ``db`` before writing to it."""
+    from tasks.config import TrainConfig
+    from tasks.store import Store
+    from tasks.training import train_reward_model
+    from tests.helpers import seed_labelled_arith
+
+    root = tmp_path_factory.mktemp("trained")
+    db = root / "store.duckdb"
+    with Store(db) as store:
+        seed_labelled_arith(store, 8)
+        common = dict(db=db, models_dir=root / "models", epochs=1, batch_size=4, lr=5e-5, val_fraction=0.25)
+        prm = train_reward_model(store, TrainConfig(kind="prm", **common), run_id="fixture")
+        orm = train_reward_model(store, TrainConfig(kind="orm", **common), run_id="fixture")
+    return {"db": db, "prm": prm, "orm": orm}

@@ -1,20 +1,2 @@
--- Step labels for reward-model training: one row per step of every fully labelled solution.
--- Estimates from several work units of one prefix (other completers or budgets) are pooled.
-WITH est AS (
-    SELECT solution_id, step_index, sum(k) > 0 AS he, sum(k)::DOUBLE / sum(n) AS se
-    FROM step_estimates
-    GROUP BY ALL
-), complete AS (
-    SELECT s.solution_id
-    FROM solutions s JOIN est e USING (solution_id)
-    GROUP BY s.solution_id, s.num_steps
-    HAVING count(*) = s.num_steps
-)
-SELECT p.problem_id, p.dataset, p.split, p.question, p.answer_kind,
-       s.solution_id, s.correct AS solution_correct, st.step_index, st.text, e.he, e.se
-FROM complete c
-JOIN solutions s USING (solution_id)
-JOIN problems p ON p.problem_id = s.problem_id
-JOIN steps st ON st.solution_id = s.solution_id
-JOIN est e ON e.solution_id = st.solution_id AND e.step_index = st.step_index
-ORDER BY s.solution_id, st.step_index;
+-- Step labels for reward-model training, in solution order (see views/20_labelled_steps.sql).
+SELECT * FROM labelled_steps ORDER BY solution_id, step_index;

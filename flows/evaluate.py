@@ -1,0 +1,45 @@
+"""The evaluate flow: candidate pools -> reward-model scores -> best-of-N accuracies.
+
+Run it with ``prmf eval`` or as a Prefect deployment. Pools are sampled once per dataset and
+reused; each model scores a candidate once. Results land in ``eval_results`` and in the run's
+artifacts (a table per pool and the accuracy-vs-N plot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, runtime
+
+from tasks.artifacts import publish_evaluation_task
+from tasks.best_of_n import evaluate_pool_task, import_pool_task, plot_accuracy, prepare_pool_task
+from tasks.config import EvalConfig
+from tasks.models import prepare_model
+
+
+def _run_name() -> str:
+    params = runtime.flow_run.parameters
+    if params.get("pool_file"):
+        return f"evaluate-file-{Path(str(params['pool_file'])).stem}"
+    config = params.get("config") or {}
+    if isinstance(config, EvalConfig):
+        config = config.model_dump()
+    names = "-".join(d.get("name", "?") for d in config.get("datasets") or [{"name": "arith"}])
+    return f"evaluate-{names}-n{config.get('n_max', 8)}"
+
+
+@flow(name="evaluate", flow_run_name=_run_name, log_prints=True)
+def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -> dict[str, Any]:
+    """Best-of-N accuracy of the PRM and ORM (and score-free baselines) at N = 1, 2, 4, ... n_max."""
+    run_id = str(runtime.flow_run.id)
+    if pool_file is not None:
+        pools = [import_pool_task(config, run_id, pool_file)]
+    else:
+        prepare_model(config.generator.model)
+        pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
+    evaluations = [evaluate_pool_task(config, pool, run_id) for pool in pools]
+    publish_evaluation_task(evaluations)
+    if config.plot is not None:
+        plot_accuracy(evaluations, config.plot)
+    return {"run_id": run_id, "pools": pools, "evaluations": evaluations}

@@ -1,0 +1,66 @@
+"""Prefect artifacts: what a flow run shows in the UI (tables, the accuracy plot, decisions).
+
+Artifacts need a flow or task run context; the plain functions here are called from tasks.
+Keys are stable per subject (``eval-arith-test``), so the UI keeps a history per key.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.best_of_n import PoolEvaluation, plot_accuracy, results_table
+from tasks.promotion import Decision
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
+
+
+def publish_evaluation(evaluations: Sequence[PoolEvaluation]) -> None:
+    """One table per pool (accuracy [95% CI] per method and N) and one markdown with the plot."""
+    for evaluation in evaluations:
+        columns, rows = results_table(evaluation)
+        create_table_artifact(
+            [dict(zip(columns, row)) for row in rows],
+            key=artifact_key("eval", evaluation.dataset, evaluation.split),
+            description=f"best-of-N on {evaluation.dataset}/{evaluation.split}, {evaluation.problems} problems; "
+                        f"PRM {evaluation.prm or '-'}, ORM {evaluation.orm or '-'}",
+        )
+    png = plot_accuracy(evaluations)
+    image = base64.b64encode(png).decode()
+    lines = ["# Accuracy vs N", "", f"![accuracy vs N](data:image/png;base64,{image})", ""]
+    for e in evaluations:
+        lines.append(f"- **{e.dataset}/{e.split}**: {e.problems} problems, PRM `{e.prm or '-'}`, ORM `{e.orm or '-'}`")
+    create_markdown_artifact("\n".join(lines), key="eval-plot", description="accuracy vs N per dataset")
+
+
+def publish_decisions(decisions: Sequence[Decision]) -> None:
+    create_table_artifact([asdict(d) for d in decisions], key="promotion",
+                          description="new models vs the promoted ones (same pools, same candidates)")
+
+
+def publish_training(results: Sequence[dict[str, Any]]) -> None:
+    rows = [{"model": r["model_id"], "train solutions": r["train_examples"], "val solutions": r["val_examples"],
+             "base val loss": round(r["val_metrics"]["base_val_loss"], 4), "val loss": round(r["val_metrics"]["val_loss"], 4),
+             "val step accuracy": round(r["val_metrics"]["val_accuracy"], 4)} for r in results]
+    create_table_artifact(rows, key="training", description="reward models trained in this run")
+
+
+@task(name="publish-evaluation", cache_policy=NO_CACHE)
+def publish_evaluation_task(evaluations: Sequence[PoolEvaluation]) -> None:
+    publish_evaluation(evaluations)
+
+
+@task(name="publish-retrain", cache_policy=NO_CACHE)
+def publish_retrain_task(trained: Sequence[dict[str, Any]], decisions: Sequence[Decision]) -> None:
+    publish_training(trained)
+    publish_decisions(decisions)

@@ -1,0 +1,104 @@
+"""The reward-model registry (``prm_models``): look models up, measure data growth, promote.
+
+A model is *promoted* when it beat the previously promoted model of its kind on the selection
+metric (see :mod:`tasks.promotion`); at most one model per kind is promoted. The factory's growth
+trigger compares the store's labelled steps with the promoted model's data snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.store import SQL_DIR, Store, StoreError
+
+
+class RegistryError(StoreError):
+    """A model id that is not registered, or no model of the wanted kind."""
+
+
+def get_model(store: Store, model_id: str | None = None, kind: str = "prm") -> dict[str, Any]:
+    """One ``prm_models`` row: ``model_id``, or the promoted model of ``kind``, or its newest."""
+    if model_id:
+        rows = store.query("SELECT * FROM prm_models WHERE model_id = ?", [model_id]).as_dicts()
+        if not rows:
+            known = [r[0] for r in store.query("SELECT model_id FROM prm_models ORDER BY created_at DESC LIMIT 5").rows]
+            raise RegistryError(f"no model {model_id!r} in {store.path}; newest: {', '.join(known) or 'none'}")
+        return rows[0]
+    rows = store.query(
+        "SELECT * FROM prm_models WHERE kind = ? ORDER BY promoted DESC, created_at DESC LIMIT 1", [kind]
+    ).as_dicts()
+    if not rows:
+        raise RegistryError(f"no {kind.upper()} is registered in {store.path} (run `prmf train --kind {kind}` first)")
+    return rows[0]
+
+
+def find_model(store: Store, model_id: str | None, kind: str) -> dict[str, Any] | None:
+    """Like :func:`get_model`, but None when no model of ``kind`` exists and none was named."""
+    if model_id is None and not store.scalar("SELECT count(*) FROM prm_models WHERE kind = ?", [kind]):
+        return None
+    return get_model(store, model_id, kind)
+
+
+def promoted_model(store: Store, kind: str = "prm") -> dict[str, Any] | None:
+    rows = store.query("SELECT * FROM prm_models WHERE kind = ? AND promoted", [kind]).as_dicts()
+    return rows[0] if rows else None
+
+
+def promote(store: Store, model_id: str) -> None:
+    """Make ``model_id`` the promoted model of its kind (the previous one is demoted)."""
+    kind = get_model(store, model_id)["kind"]
+    with store.transaction():
+        store.query("UPDATE prm_models SET promoted = false WHERE kind = ? AND promoted", [kind])
+        store.query("UPDATE prm_models SET promoted = true WHERE model_id = ?", [model_id])
+
+
+def label_snapshot(store: Store) -> dict[str, Any]:
+    """The store's labelled-data counts now (recorded as every trained model's data snapshot)."""
+    return store.query((SQL_DIR / "internal" / "label_snapshot.sql").read_text()).as_dicts()[0]
+
+
+@dataclass(frozen=True)
+class Growth:
+    """Labelled steps now vs. in the promoted PRM's snapshot (0 when nothing is promoted yet)."""
+
+    labelled_steps: int
+    baseline_steps: int
+    baseline_model: str | None
+    threshold: int
+
+    @property
+    def new_steps(self) -> int:
+        return self.labelled_steps - self.baseline_steps
+
+    @property
+    def due(self) -> bool:
+        """Retrain once the new steps reach the threshold (``>=``: exactly at it counts)."""
+        return self.new_steps >= self.threshold
+
+
+def growth(store: Store, threshold: int) -> Growth:
+    """How many labelled steps arrived since the promoted PRM was trained."""
+    now = int(label_snapshot(store)["labelled_steps"])
+    promoted = promoted_model(store, "prm")
+    if promoted is None:
+        return Growth(now, 0, None, threshold)
+    snapshot = json.loads(promoted["data_snapshot"])
+    return Growth(now, int(snapshot.get("labelled_steps", snapshot.get("steps", 0))), promoted["model_id"], threshold)
+
+
+@task(name="check-growth", cache_policy=NO_CACHE, task_run_name="growth-since-promoted")
+def growth_task(db: str, threshold: int) -> Growth:
+    with Store(db) as store:
+        return growth(store, threshold)
+
+
+@task(name="promoted-models", cache_policy=NO_CACHE)
+def promoted_models_task(db: str) -> dict[str, str]:
+    """The promoted model id per kind (kinds with none are absent)."""
+    with Store(db) as store:
+        return {kind: row["model_id"] for kind in ("prm", "orm") if (row := promoted_model(store, kind))}
