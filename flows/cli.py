@@ -5,6 +5,11 @@
     prmf query label_stats            # a saved query from sql/queries/
     prmf query "SELECT count(*) FROM rollouts" --json
     prmf train --kind prm --target he # fine-tune a PRM on the labels, register it in prm_models
+    prmf eval --dataset arith --n-max 8 --plot acc.png   # best-of-N on stored candidate pools
+    prmf eval --pool candidates.jsonl # an external pool (question, answer, responses[, scores, correct])
+    prmf processbench --split math    # earliest-error F1, threshold chosen on gsm8k
+    prmf score --question Q --solution "step 1\nstep 2"
+    prmf factory --threshold 500      # label -> growth check -> retrain/evaluate/promote when due
     prmf model prepare                # convert the embedded SmolLM2 once
     prmf demo                         # what `make demo` runs
 """
@@ -550,9 +555,11 @@ def _print_factory(result: dict[str, Any]) -> None:
     g = result["growth"]
     console.print(f"growth: {g.new_steps} new labelled steps since {g.baseline_model or 'the start'} "
                   f"(threshold {g.threshold}): {'retrained' if g.due else 'no retraining yet'}")
-    retrained = result.get("retrain")
-    if not retrained:
-        return
+    if result.get("retrain"):
+        _print_retrain(result["retrain"])
+
+
+def _print_retrain(retrained: dict[str, Any]) -> None:
     _print_evaluations(retrained["evaluation"]["evaluations"])
     _print_rows(["kind", "new model", "accuracy", "promoted model", "accuracy", "promoted?", "why"],
                 [(d.kind, d.candidate, d.candidate_accuracy, d.incumbent or "—", d.incumbent_accuracy,
@@ -691,39 +698,52 @@ def bench_engine(
 
 @app.command()
 def demo(
-    arith_problems: Annotated[int, typer.Option(help="arith problems")] = 40,
-    gsm8k_problems: Annotated[int, typer.Option(help="GSM8K test problems")] = 8,
+    arith_problems: Annotated[int, typer.Option(help="arith problems to label")] = 40,
+    gsm8k_problems: Annotated[int, typer.Option(help="GSM8K test problems to label")] = 8,
+    eval_arith: Annotated[int, typer.Option(help="arith test problems in the evaluation pool")] = 40,
+    eval_benchmarks: Annotated[int, typer.Option(help="MATH500 and GSM8K test problems in the evaluation pools")] = 8,
     db: DbOption = None,
 ) -> None:
-    """The `make demo` job: label arith (40 x 4 x 8) and a GSM8K slice, then print the results."""
+    """The `make demo` job: label arith and a GSM8K slice, then retrain (PRM he + ORM), evaluate, promote."""
     import time
 
-    from tasks.config import LabelConfig, default_db_path
+    from flows.retrain import retrain
+    from tasks.config import FactoryConfig, LabelConfig, default_db_path
+    from tasks.training import TrainingError
 
     started = time.perf_counter()
-    db_path = db or default_db_path()
+    db_path = Path(db or default_db_path())
+    plot = db_path.resolve().parent / "demo-accuracy.png"
     jobs = [
         LabelConfig(db=db_path, dataset={"name": "arith", "limit": arith_problems}, solutions=4, rollouts=8),
         LabelConfig(db=db_path, dataset={"name": "gsm8k", "split": "test", "limit": gsm8k_problems},
                     solutions=4, rollouts=4, rollout={"temperature": 0.7, "max_tokens": 160}),
     ]
+    factory_config = FactoryConfig(db=db_path, eval={"n_max": 8, "plot": plot, "datasets": [
+        {"name": "arith", "split": "test", "limit": eval_arith},
+        {"name": "math500", "split": "test", "limit": eval_benchmarks},
+        {"name": "gsm8k", "split": "test", "limit": eval_benchmarks},
+    ]})
     try:
         _check_models(jobs[0])
         for config in jobs:
             console.rule(f"label {config.dataset.name}: {config.dataset.limit} problems x "
                          f"{config.solutions} solutions x {config.rollouts} rollouts")
             _print_summary(_run_label(config))
-    except _user_errors() as exc:
+        console.rule("retrain: PRM (he) and ORM -> best-of-N on arith test, MATH500, GSM8K -> promote")
+        _print_retrain(_with_progress(retrain, config=factory_config))
+    except (*_user_errors(), TrainingError) as exc:
         _fail(str(exc))
     finally:
         from tasks.completers import close_completers
 
         close_completers()
     console.rule("demo finished")
-    console.print(f"wall time: {time.perf_counter() - started:.0f} s    database: {Path(db_path).resolve()}")
+    console.print(f"wall time: {time.perf_counter() - started:.0f} s    database: {db_path.resolve()}    plot: {plot}")
     console.print("try:\n"
                   f"  .venv/bin/prmf query gold_agreement --db {db_path}\n"
-                  f"  .venv/bin/prmf query \"SELECT dataset, count(*) AS problems FROM problems GROUP BY 1\" --json --db {db_path}",
+                  f"  .venv/bin/prmf query models --db {db_path}\n"
+                  f"  .venv/bin/prmf processbench --split math --limit 100 --db {db_path}",
                   soft_wrap=True)
 
 

@@ -34,7 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.datasets import data_dir
 from tasks.evaluation import choose_threshold, earliest_error, processbench_f1
 from tasks.progress import progress
-from tasks.registry import RegistryError, get_model
+from tasks.registry import get_model
 from tasks.store import Store
 from tasks.training import RewardModel
 
@@ -121,10 +121,7 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
     _check_split(split)
     if threshold is not None and not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    model = get_model(store, model_id, kind="prm")
-    if model["kind"] != "prm":
-        raise RegistryError(f"model {model['model_id']!r} is an {model['kind'].upper()}; "
-                            "ProcessBench needs per-step scores from a PRM")
+    model = get_model(store, model_id, kind="prm")  # an ORM id is an error: no per-step scores
     samples = load_processbench(split, limit)
     tuning = load_processbench(THRESHOLD_SPLIT, limit) if threshold is None and split != THRESHOLD_SPLIT else None
     tuning_scores: list[list[float]] = []

@@ -21,14 +21,18 @@ class RegistryError(StoreError):
     """A model id that is not registered, or no model of the wanted kind."""
 
 
-def get_model(store: Store, model_id: str | None = None, kind: str = "prm") -> dict[str, Any]:
-    """One ``prm_models`` row: ``model_id``, or the promoted model of ``kind``, or its newest."""
+def get_model(store: Store, model_id: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    """One ``prm_models`` row: ``model_id`` (checked to be of ``kind`` when given), or else the
+    promoted model of ``kind`` (default prm), or else its newest."""
     if model_id:
         rows = store.query("SELECT * FROM prm_models WHERE model_id = ?", [model_id]).as_dicts()
         if not rows:
             known = [r[0] for r in store.query("SELECT model_id FROM prm_models ORDER BY created_at DESC LIMIT 5").rows]
             raise RegistryError(f"no model {model_id!r} in {store.path}; newest: {', '.join(known) or 'none'}")
+        if kind and rows[0]["kind"] != kind:
+            raise RegistryError(f"model {model_id!r} is an {rows[0]['kind'].upper()}, not a {kind.upper()}")
         return rows[0]
+    kind = kind or "prm"
     rows = store.query(
         "SELECT * FROM prm_models WHERE kind = ? ORDER BY promoted DESC, created_at DESC LIMIT 1", [kind]
     ).as_dicts()

@@ -126,7 +126,7 @@ def test_bad_requests_store_nothing(trained_models, store_copy):
     with Store(store_copy) as store:
         with pytest.raises(ValueError, match="expected one of"):
             run_processbench(store, "aime", limit=LIMIT)
-        with pytest.raises(RegistryError, match="needs per-step scores"):
+        with pytest.raises(RegistryError, match="is an ORM, not a PRM"):
             run_processbench(store, "gsm8k", model_id=trained_models["orm"].model_id, limit=LIMIT, threshold=0.5)
         with pytest.raises(RegistryError, match="no model"):
             run_processbench(store, "gsm8k", model_id="prm-missing", limit=LIMIT)
