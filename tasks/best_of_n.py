@@ -182,6 +182,7 @@ def plot_accuracy(evaluations: Sequence[PoolEvaluation], path: Path | None = Non
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("N (candidates per problem)")
         ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)  # the same scale in every panel
         ax.set_title(f"{evaluation.dataset}/{evaluation.split} ({evaluation.problems} problems, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
