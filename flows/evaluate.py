@@ -39,7 +39,7 @@ def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -
         prepare_model(config.generator.model)
         pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
     evaluations = [evaluate_pool_task(config, pool, run_id) for pool in pools]
-    publish_evaluation_task(evaluations)
     if config.plot is not None:
         plot_accuracy(evaluations, config.plot)
+    publish_evaluation_task(evaluations, config.plot)
     return {"run_id": run_id, "pools": pools, "evaluations": evaluations}

@@ -10,6 +10,7 @@ import base64
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -25,8 +26,9 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
 
 
-def publish_evaluation(evaluations: Sequence[PoolEvaluation]) -> None:
-    """One table per pool (accuracy [95% CI] per method and N) and one markdown with the plot."""
+def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
+    """One table per pool (accuracy [95% CI] per method and N) and one markdown with the plot
+    (embedded, and the PNG's path when one was written)."""
     for evaluation in evaluations:
         columns, rows = results_table(evaluation)
         create_table_artifact(
@@ -40,6 +42,8 @@ def publish_evaluation(evaluations: Sequence[PoolEvaluation]) -> None:
     lines = ["# Accuracy vs N", "", f"![accuracy vs N](data:image/png;base64,{image})", ""]
     for e in evaluations:
         lines.append(f"- **{e.dataset}/{e.split}**: {e.problems} problems, PRM `{e.prm or '-'}`, ORM `{e.orm or '-'}`")
+    if plot_path is not None:
+        lines += ["", f"PNG: [{Path(plot_path).resolve()}](file://{Path(plot_path).resolve()})"]
     create_markdown_artifact("\n".join(lines), key="eval-plot", description="accuracy vs N per dataset")
 
 
@@ -56,8 +60,8 @@ def publish_training(results: Sequence[dict[str, Any]]) -> None:
 
 
 @task(name="publish-evaluation", cache_policy=NO_CACHE)
-def publish_evaluation_task(evaluations: Sequence[PoolEvaluation]) -> None:
-    publish_evaluation(evaluations)
+def publish_evaluation_task(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
+    publish_evaluation(evaluations, plot_path)
 
 
 @task(name="publish-retrain", cache_policy=NO_CACHE)

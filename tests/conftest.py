@@ -23,13 +23,24 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
-def engine():
-    """The real completer every engine test shares (default settings: the embedded model)."""
-    from tasks.completers import close_completers, get_completer
+def _engines_closed_at_exit():
+    yield
+    from tasks.completers import close_completers
 
-    completer = get_completer(ModelSettings())
-    yield completer
     close_completers()
+
+
+@pytest.fixture
+def engine(_engines_closed_at_exit):
+    """The real completer every engine test shares (default settings: the embedded model).
+
+    It comes from the completer cache, so tests and flows share one engine; a test that runs a
+    CLI command in-process closes the cache as the CLI does, and the next engine test starts a
+    fresh engine instead of getting a closed one.
+    """
+    from tasks.completers import get_completer
+
+    return get_completer(ModelSettings())
 
 
 @pytest.fixture
