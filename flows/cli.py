@@ -635,6 +635,26 @@ def query(
 
 
 @app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="new file for the copy, e.g. backups/prmf-2026-11-21.duckdb")],
+    db: DbOption = None,
+) -> None:
+    """Copy the store consistently while runs may be going (they wait while the file is copied)."""
+    from tasks.config import default_db_path
+    from tasks.store import Store
+
+    source = Path(db or default_db_path())
+    if not source.exists():
+        _fail(f"database {source} does not exist")
+    try:
+        with Store(source) as store:
+            path = store.backup(destination)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    console.print(f"backup written: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command()
 def doctor(db: DbOption = None) -> None:
     """Check the environment (engine, model cache) and the store's integrity; say how to fix problems."""
     from tasks.config import default_db_path

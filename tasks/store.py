@@ -153,6 +153,28 @@ class Store:
                 raise
             self.con.execute("COMMIT")
 
+    def backup(self, destination: Path | str) -> Path:
+        """A consistent copy of the database file at ``destination`` (a new file).
+
+        Needs a writable store: holding the file's write lock means no other process writes
+        while the WAL is checkpointed into the file and the bytes are copied (runners wait for
+        the lock as they do between batches).
+        """
+        import shutil
+
+        destination = Path(destination)
+        if destination.exists():
+            raise StoreError(f"backup destination {destination} exists; choose a new path")
+        if self.read_only:
+            raise StoreError("backup needs the store opened for writing (it holds the write lock while copying)")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self.con.execute("CHECKPOINT")
+            partial = destination.with_name(destination.name + ".partial")
+            shutil.copyfile(self.path, partial)
+            partial.rename(destination)  # a backup path either holds a whole copy or nothing
+        return destination
+
     def migrate(self) -> list[str]:
         """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names."""
         applied: list[str] = []

@@ -21,3 +21,53 @@ def test_deployment_entrypoints_are_flows():
         assert isinstance(flow, Flow), deployment["name"]
         names.add(flow.name)
     assert {"label", "evaluate", "retrain", "factory"} <= names
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "infra" / "compose.gpu.yaml").read_text())
+
+
+def test_compose_file_describes_one_gpu_node():
+    """Docker cannot run here, so the compose file's structure is checked instead."""
+    import re
+
+    compose = _compose()
+    services = compose["services"]
+    assert {"postgres", "prefect-server", "worker", "completer"} <= set(services)
+    for name, service in services.items():
+        image = service.get("image")
+        assert image or "build" in service, name
+        if image:
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} must bind 127.0.0.1"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            assert source in compose["volumes"], f"{name}: volume {source} is not declared"
+    for name in ("completer", "worker"):
+        [device] = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["capabilities"] == ["gpu"] and device["count"] == 1
+    database_url = services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert database_url.startswith("postgresql+asyncpg://") and "@postgres:5432/" in database_url
+    assert services["worker"]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert (REPO / services["worker"]["build"]["dockerfile"]).is_file()
+
+    # Every variable the file reads is documented in the example env file.
+    used = set(re.findall(r"\$\{(\w+)", (REPO / "infra" / "compose.gpu.yaml").read_text()))
+    documented = {line.split("=", 1)[0] for line in (REPO / "infra" / "gpu.env.example").read_text().splitlines()
+                  if line and not line.startswith("#")}
+    assert used <= documented, used - documented
+
+
+def test_factory_deployment_is_scheduled_and_its_parameters_validate():
+    from tasks.config import FactoryConfig
+
+    spec = yaml.safe_load((REPO / "infra" / "prefect.yaml").read_text())
+    [factory] = [d for d in spec["deployments"] if d["name"] == "factory"]
+    [schedule] = factory["schedules"]
+    assert schedule["cron"] == "0 */6 * * *" and schedule["active"]
+    assert FactoryConfig.model_validate(factory["parameters"]["config"]).retrain_threshold_steps == 500
+    pools = {d["work_pool"]["name"] for d in spec["deployments"]}
+    assert pools == {"prmf"} and "--pool\", \"prmf\"" in (REPO / "infra" / "compose.gpu.yaml").read_text()

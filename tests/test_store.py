@@ -107,3 +107,20 @@ def test_unreadable_database_gives_a_clear_error(tmp_path):
 def test_content_key_is_stable_and_order_sensitive():
     assert content_key("a", "b") == content_key("a", "b") != content_key("b", "a")
     assert len(content_key("x")) == 24
+
+
+def test_backup_is_a_whole_consistent_copy(tmp_path):
+    from tests.helpers import seed_labelled_arith
+
+    db = tmp_path / "store.duckdb"
+    with Store(db) as store:
+        seed_labelled_arith(store, 3)
+        expected = store.query("SELECT count(*), sum(length(text)) FROM rollouts").rows
+        copy = store.backup(tmp_path / "backups" / "copy.duckdb")
+        store.query("DELETE FROM quarantine")  # the source stays usable after the copy
+        with pytest.raises(StoreError, match="exists"):
+            store.backup(copy)
+    with Store(copy, read_only=True) as restored:
+        assert restored.query("SELECT count(*), sum(length(text)) FROM rollouts").rows == expected
+        assert restored.scalar("SELECT count(*) FROM labelled_steps") > 0
+    assert not list((tmp_path / "backups").glob("*.partial"))
