@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow, runtime
 
+from tasks.artifacts import publish_label_stats_task
 from tasks.config import LabelConfig
 from tasks.generation import generate_task
 from tasks.ingest import ingest_task
@@ -43,4 +44,5 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
         finish_run_task(db, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finish_run_task(db, run_id, "completed")
+    publish_label_stats_task(db)
     return summarize_run_task(config, run_id, ingested, generated, labelled, time.perf_counter() - started)

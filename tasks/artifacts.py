@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.best_of_n import PoolEvaluation, plot_accuracy, results_table
 from tasks.promotion import Decision
+from tasks.store import Store
 
 
 def artifact_key(*parts: str) -> str:
@@ -57,6 +58,38 @@ def publish_training(results: Sequence[dict[str, Any]]) -> None:
              "base val loss": round(r["val_metrics"]["base_val_loss"], 4), "val loss": round(r["val_metrics"]["val_loss"], 4),
              "val step accuracy": round(r["val_metrics"]["val_accuracy"], 4)} for r in results]
     create_table_artifact(rows, key="training", description="reward models trained in this run")
+
+
+def publish_label_stats(store: Store) -> None:
+    """The label-statistics table (sql/queries/label_stats.sql) and a note on querying the store."""
+    rows = store.saved_query("label_stats").as_dicts()
+    create_table_artifact([{k: _plain(v) for k, v in row.items()} for row in rows], key="label-stats",
+                          description="per dataset: problems, solutions, steps, rollouts, HE/SE rates, "
+                                      "agreement with gold step labels, generated tokens and tokens/s")
+    path = store.path.resolve()
+    create_markdown_artifact("\n".join([
+        "# The DuckDB store", "", f"`{path}`", "",
+        "Query it while flows run (they hold the file only between batches):", "", "```bash",
+        f"prmf query label_stats --db {path}",
+        f"prmf query gold_agreement --db {path}",
+        f"prmf query models --db {path}",
+        f"prmf query \"SELECT dataset, count(*) FROM problems GROUP BY 1\" --json --db {path}",
+        "```", "", "Tables: problems, solutions, steps, work_units, rollouts, runs, prm_models, eval_candidates, "
+        "eval_results; views: step_estimates (HE/SE per step), labelled_steps.",
+    ]), key="store-guide", description="where the data is and how to query it")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly cell values (DuckDB returns Decimal for some aggregates)."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else value
+
+
+@task(name="publish-label-stats", cache_policy=NO_CACHE)
+def publish_label_stats_task(db: str) -> None:
+    with Store(db) as store:
+        publish_label_stats(store)
 
 
 @task(name="publish-evaluation", cache_policy=NO_CACHE)

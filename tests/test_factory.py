@@ -25,7 +25,8 @@ def tiny_factory(db, models_dir, threshold: int, limit: int) -> FactoryConfig:
     )
 
 
-async def artifact_keys(flow_run_id: str) -> set[str]:
+async def artifacts(flow_run_id: str) -> dict[str, object]:
+    """Key -> data of the latest artifacts of a flow run and its child flow runs."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
 
@@ -33,8 +34,8 @@ async def artifact_keys(flow_run_id: str) -> set[str]:
         children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
         ids = [flow_run_id, *(str(r.id) for r in children)]
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
-    return {a.key for a in artifacts}
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    return {a.key: a.data for a in sorted(found, key=lambda a: a.created)}
 
 
 def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
@@ -45,6 +46,10 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
         assert store.scalar("SELECT count(*) FROM prm_models") == 0
         labelled = store.scalar("SELECT count(*) FROM labelled_steps WHERE split <> 'test'")
     assert first["growth"].new_steps == labelled > 0
+    shown = asyncio.run(artifacts(first["run_id"]))
+    assert {"label-stats", "store-guide"} <= set(shown)
+    assert "arith" in str(shown["label-stats"]) and str(db_path.resolve()) in shown["store-guide"]
+    assert shown["progress-step-prefixes"] == 100.0 and shown["progress-solutions"] == 100.0
 
     # Iteration 2: the threshold is exactly the labelled steps so far -> retrain, evaluate, promote.
     second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=6))
@@ -57,7 +62,7 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
         assert promoted_model(store, "orm")["model_id"] == orm_id
         evaluated = {r[0] for r in store.query("SELECT DISTINCT model_id FROM eval_results").rows}
         assert {prm_id, orm_id} <= evaluated
-    keys = asyncio.run(artifact_keys(retrained["run_id"]))
+    keys = set(asyncio.run(artifacts(retrained["run_id"])))
     assert {"training", "promotion", "eval-arith-test", "eval-plot"} <= keys
 
     # Iteration 3: the same slice adds nothing new: growth since the promoted snapshot is 0.
