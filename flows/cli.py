@@ -110,6 +110,10 @@ def _model_overrides(prefix: str, model: str | None, backend: str | None, base_u
 
 
 def _json_default(value: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):

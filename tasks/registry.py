@@ -8,7 +8,7 @@ trigger compares the store's labelled steps with the promoted model's data snaps
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -68,21 +68,21 @@ def label_snapshot(store: Store) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Growth:
-    """Labelled steps now vs. in the promoted PRM's snapshot (0 when nothing is promoted yet)."""
+    """Labelled steps now vs. in the promoted PRM's snapshot (0 when nothing is promoted yet).
+
+    ``due``: retrain, because the new steps reached the threshold (``>=``: exactly at it counts).
+    """
 
     labelled_steps: int
     baseline_steps: int
     baseline_model: str | None
     threshold: int
+    new_steps: int = field(init=False)
+    due: bool = field(init=False)
 
-    @property
-    def new_steps(self) -> int:
-        return self.labelled_steps - self.baseline_steps
-
-    @property
-    def due(self) -> bool:
-        """Retrain once the new steps reach the threshold (``>=``: exactly at it counts)."""
-        return self.new_steps >= self.threshold
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "new_steps", self.labelled_steps - self.baseline_steps)
+        object.__setattr__(self, "due", self.new_steps >= self.threshold)
 
 
 def growth(store: Store, threshold: int) -> Growth:
