@@ -424,14 +424,14 @@ def processbench(
     db: DbOption = None,
 ) -> None:
     """ProcessBench: predict each sample's earliest wrong step; accuracy on erroneous/correct samples and F1."""
+    from flows.processbench import processbench as processbench_flow
     from tasks.config import default_db_path
-    from tasks.processbench import processbench_task
     from tasks.training import TrainingError
 
     if split not in ("gsm8k", "math"):
         _fail(f"--split must be gsm8k or math, got {split!r}")
     try:
-        result = _with_progress(processbench_task, db=db or default_db_path(), split=split, model_id=model,
+        result = _with_progress(processbench_flow, db=db or default_db_path(), split=split, model_id=model,
                                 limit=limit, threshold=threshold)
     except (*_user_errors(), TrainingError, ValueError) as exc:
         _fail(str(exc))

@@ -58,3 +58,13 @@ def test_processbench_cli_stores_a_row(db, trained_models):
             (trained_models["prm"].model_id, "math", data["f1"])]
     bad = runner.invoke(app, ["processbench", "--split", "aime", "--db", str(db)])
     assert bad.exit_code == 2 and "gsm8k or math" in bad.stderr
+
+
+def test_processbench_rows_carry_the_flow_run_id(db):
+    from flows.processbench import processbench
+
+    state = processbench(split="gsm8k", limit=2, threshold=0.5, db=db, return_state=True)
+    result = state.result()
+    with Store(db, read_only=True) as store:
+        [(run_id, threshold)] = store.query("SELECT run_id, threshold FROM processbench_results").rows
+    assert run_id == str(state.state_details.flow_run_id) and threshold == 0.5 and result["samples"] == 2
