@@ -81,22 +81,34 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
-def _build_config(base: dict[str, Any], overrides: dict[str, Any]):
-    """A LabelConfig from a (config-file) base plus dotted-key flag overrides."""
-    from tasks.config import LabelConfig
+def _read_config_file(path: Path | None) -> dict[str, Any]:
+    """The JSON of a --config file ({} without one); an unreadable file is a one-line error."""
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read config {path}: {exc}")
 
-    merged = LabelConfig.model_validate(base).model_dump(mode="json")
+
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted-key flag values (``label.dataset.limit``) in config data; None means not given."""
     for dotted, value in overrides.items():
         if value is None:
             continue
-        node = merged
+        node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             if not isinstance(node.get(p), dict):
                 node[p] = {}
             node = node[p]
         node[leaf] = value
-    return LabelConfig.model_validate(merged)
+    return data
+
+
+def _build_config(model: Any, base: dict[str, Any], overrides: dict[str, Any]):
+    """A config of pydantic ``model`` from a (config-file) base plus dotted-key flag overrides."""
+    return model.model_validate(_apply_overrides(model.model_validate(base).model_dump(mode="json"), overrides))
 
 
 def _model_overrides(prefix: str, model: str | None, backend: str | None, base_urls: list[str] | None,
@@ -233,12 +245,7 @@ def label(
     db: DbOption = None,
 ) -> None:
     """Sample solutions and label every step prefix with N rollouts (the label flow)."""
-    base: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            base = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            _fail(f"cannot read config {config_file}: {exc}")
+    base = _read_config_file(config_file)
     overrides = {
         "db": str(db) if db else None,
         "dataset.name": dataset, "dataset.split": split, "dataset.limit": limit, "dataset.path": path,
@@ -254,7 +261,7 @@ def label(
         overrides |= _model_overrides("completer", completer or generator or base.get("generator", {}).get("model"),
                                       backend, base_url, served_model_name)
     try:
-        config = _build_config(base, overrides)
+        config = _build_config(LabelConfig, base, overrides)
     except ValidationError as exc:
         _fail(_validation_message(exc))
     try:
@@ -514,25 +521,13 @@ def factory(
     from tasks.config import FactoryConfig
     from tasks.training import TrainingError
 
+    base = _read_config_file(config_file)
+    store = str(db) if db else None  # one store for all stages
+    overrides = {"db": store, "label.db": store, "train.db": store, "eval.db": store,
+                 "retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
+                 "label.solutions": solutions, "label.rollouts": rollouts, "train.epochs": epochs, "eval.n_max": n_max}
     try:
-        base = json.loads(config_file.read_text()) if config_file else {}
-    except (OSError, json.JSONDecodeError) as exc:
-        _fail(f"cannot read config {config_file}: {exc}")
-    overrides = {"db": str(db) if db else None, "retrain_threshold_steps": threshold,
-                 "label.dataset.name": dataset, "label.dataset.limit": limit, "label.solutions": solutions,
-                 "label.rollouts": rollouts, "train.epochs": epochs, "eval.n_max": n_max}
-    try:
-        merged = FactoryConfig.model_validate(base).model_dump(mode="json")
-        if db:  # one store for all stages
-            for stage in ("label", "train", "eval"):
-                merged[stage]["db"] = str(db)
-        for dotted, value in overrides.items():
-            if value is not None:
-                node = merged
-                *parents, leaf = dotted.split(".")
-                for key in parents:
-                    node = node[key]
-                node[leaf] = value
+        merged = _apply_overrides(FactoryConfig.model_validate(base).model_dump(mode="json"), overrides)
         if eval_limit:
             for d in merged["eval"]["datasets"]:
                 d["limit"] = eval_limit

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, runtime
 
 from tasks.artifacts import publish_evaluation_task
-from tasks.best_of_n import evaluate_pool_task, import_pool_task, plot_accuracy, prepare_pool_task
+from tasks.best_of_n import evaluate_pool_task, import_pool_task, prepare_pool_task
 from tasks.config import EvalConfig
 from tasks.models import prepare_model
 
@@ -39,7 +39,5 @@ def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -
         prepare_model(config.generator.model)
         pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
     evaluations = [evaluate_pool_task(config, pool, run_id) for pool in pools]
-    if config.plot is not None:
-        plot_accuracy(evaluations, config.plot)
-    publish_evaluation_task(evaluations, config.plot)
+    publish_evaluation_task(evaluations, config.plot)  # the tables and the plot (written to config.plot)
     return {"run_id": run_id, "pools": pools, "evaluations": evaluations}

@@ -7,7 +7,6 @@ Keys are stable per subject (``eval-arith-test``), so the UI keeps a history per
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,18 +17,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.best_of_n import PoolEvaluation, plot_accuracy, results_table
+from tasks.progress import artifact_key
 from tasks.promotion import Decision
 from tasks.store import Store
 
 
-def artifact_key(*parts: str) -> str:
-    """Prefect keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
-
-
 def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
     """One table per pool (accuracy [95% CI] per method and N) and one markdown with the plot
-    (embedded, and the PNG's path when one was written)."""
+    embedded; the plot is also written to ``plot_path`` when given."""
     for evaluation in evaluations:
         columns, rows = results_table(evaluation)
         create_table_artifact(
@@ -38,7 +33,7 @@ def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | 
             description=f"best-of-N on {evaluation.dataset}/{evaluation.split}, {evaluation.problems} problems; "
                         f"PRM {evaluation.prm or '-'}, ORM {evaluation.orm or '-'}",
         )
-    png = plot_accuracy(evaluations)
+    png = plot_accuracy(evaluations, plot_path)
     image = base64.b64encode(png).decode()
     lines = ["# Accuracy vs N", "", f"![accuracy vs N](data:image/png;base64,{image})", ""]
     for e in evaluations:

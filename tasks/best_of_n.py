@@ -94,6 +94,12 @@ def pool_candidates(
     return keys, problems
 
 
+def usable_ns(ns: Sequence[int], problems: Sequence[Sequence[Candidate]]) -> list[int]:
+    """The Ns every problem has enough candidates for (ascending); the smallest pool size if none."""
+    available = min(len(cands) for cands in problems)
+    return [n for n in ns if n <= available] or [available]
+
+
 def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -> PoolEvaluation:
     """Score the pool with the configured PRM and ORM (when registered) and store every accuracy.
 
@@ -115,9 +121,7 @@ def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -
     keys, problems = pool_candidates(store, pool, prm_id, orm_id)
     if not problems:
         raise StoreError(f"pool {pool.pool_id} ({pool.dataset}) has no candidates for its problems")
-    n_max = min(len(cands) for cands in problems)
-    ns = [n for n in config.ns if n <= n_max] or [n_max]
-    results = evaluate_pool(problems, ns, keys, seed=config.seed)
+    results = evaluate_pool(problems, usable_ns(config.ns, problems), keys, seed=config.seed)
     used = {"prm_best_of_n": prm_id, "prm_weighted_vote": prm_id, "orm_best_of_n": orm_id}
     with store.transaction():
         store.insert_rows("eval_results", [{
@@ -128,21 +132,11 @@ def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -
                           tuple(str(e) for e in pool.line_errors))
 
 
-def prepare_pool(store: Store, config: EvalConfig, run_id: str, settings: DatasetSettings | None = None,
-                 pool_file: Path | None = None) -> Pool:
-    """A generated pool for ``settings`` or the imported ``pool_file``."""
-    if pool_file is not None:
-        return import_external_pool(store, pool_file, config, run_id)
-    assert settings is not None
-    return ensure_generated_pool(store, settings, config, run_id)
-
-
 # --- presentation -------------------------------------------------------------------------------
 
 
-def method_name(result: MethodResult | dict[str, Any]) -> str:
-    data = asdict(result) if isinstance(result, MethodResult) else result
-    return f"{data['method']} ({data['aggregation']})" if data.get("aggregation") else data["method"]
+def method_name(result: MethodResult) -> str:
+    return f"{result.method} ({result.aggregation})" if result.aggregation else result.method
 
 
 def results_table(evaluation: PoolEvaluation) -> tuple[list[str], list[list[Any]]]:
@@ -204,13 +198,13 @@ def plot_accuracy(evaluations: Sequence[PoolEvaluation], path: Path | None = Non
       task_run_name="pool-{settings.name}-{settings.split}-{settings.limit}")
 def prepare_pool_task(config: EvalConfig, run_id: str, settings: DatasetSettings) -> Pool:
     with Store(config.db) as store:
-        return prepare_pool(store, config, run_id, settings=settings)
+        return ensure_generated_pool(store, settings, config, run_id)
 
 
 @task(name="import-pool", cache_policy=NO_CACHE, task_run_name="pool-file-{pool_file.name}")
 def import_pool_task(config: EvalConfig, run_id: str, pool_file: Path) -> Pool:
     with Store(config.db) as store:
-        return prepare_pool(store, config, run_id, pool_file=pool_file)
+        return import_external_pool(store, pool_file, config, run_id)
 
 
 @task(name="evaluate-pool", cache_policy=NO_CACHE, task_run_name="evaluate-{pool.dataset}")

@@ -24,15 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from tasks.runs import mark_crashed_runs
-from tasks.store import SQL_DIR, Store, StoreError
+from tasks.store import Store, StoreError, internal_sql
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # how often a runner waiting on other runners' claims looks again
-
-
-def _sql(name: str) -> str:
-    return (SQL_DIR / "internal" / f"{name}.sql").read_text()
 
 
 def claim(store: Store, kind: str, keys: Sequence[str], run_id: str, limit: int, lease_s: float) -> list[str]:
@@ -42,18 +38,18 @@ def claim(store: Store, kind: str, keys: Sequence[str], run_id: str, limit: int,
     wanted = pa.table({"key": pa.array(list(keys), pa.string()), "position": pa.array(range(len(keys)), pa.int64())})
     params = {"kind": kind, "run": run_id, "lease_ms": int(lease_s * 1000), "limit": limit}
     with store.transaction():
-        taken = {r[0] for r in store.query(_sql("claim"), params, tables={"wanted": wanted}).rows}
+        taken = {r[0] for r in store.query(internal_sql("claim"), params, tables={"wanted": wanted}).rows}
     return [k for k in keys if k in taken]
 
 
 def release(store: Store, run_id: str, keys: Sequence[str] | None = None) -> None:
     """Drop the run's claims on ``keys`` (all of them when None). Call inside the storing transaction."""
     released = pa.table({"key": pa.array(list(keys or []), pa.string())})
-    store.query(_sql("release_claims"), {"run": run_id, "all": keys is None}, tables={"released": released})
+    store.query(internal_sql("release_claims"), {"run": run_id, "all": keys is None}, tables={"released": released})
 
 
 def renew(store: Store, run_id: str, lease_s: float) -> None:
-    store.query(_sql("renew_claims"), {"run": run_id, "lease_ms": int(lease_s * 1000)})
+    store.query(internal_sql("renew_claims"), {"run": run_id, "lease_ms": int(lease_s * 1000)})
 
 
 class Heartbeat:

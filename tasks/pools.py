@@ -77,7 +77,6 @@ def ensure_generated_pool(store: Store, settings: DatasetSettings, config: EvalC
 
 def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: EvalConfig, run_id: str,
             completer: Completer) -> None:
-    by_id = {p["problem_id"]: p for p in problems}
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
         f"pool {problems[0]['dataset']}: sampling {config.n_max} candidates", len(problems)
     ) as advance:
@@ -86,15 +85,15 @@ def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: 
             with store.released():  # the engine works with the file free for other runners
                 prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for p in batch]
                 outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling)
-                samples = [(p, i, c) for p, group in zip(batch, outputs) for i, c in enumerate(group)]
-                grades = grader.grade([(extract_answer(c.text), p["gold_answer"], p["answer_kind"])
-                                       for p, _, c in samples])
+                samples = [(p, i, c, extract_answer(c.text)) for p, group in zip(batch, outputs)
+                           for i, c in enumerate(group)]
+                grades = grader.grade([(answer, p["gold_answer"], p["answer_kind"]) for p, _, _, answer in samples])
             rows = [{
-                "pool_id": pool_id, "problem_id": p["problem_id"], "candidate_index": i,
-                "question": by_id[p["problem_id"]]["question"], "gold_answer": p["gold_answer"], "text": c.text,
-                "steps": to_json(candidate_steps(c.text)), "final_answer": extract_answer(c.text),
-                "correct": g.correct, "grade_status": g.status, "num_tokens": c.num_tokens, "run_id": run_id,
-            } for (p, i, c), g in zip(samples, grades)]
+                "pool_id": pool_id, "problem_id": p["problem_id"], "candidate_index": i, "question": p["question"],
+                "gold_answer": p["gold_answer"], "text": c.text, "steps": to_json(candidate_steps(c.text)),
+                "final_answer": answer, "correct": g.correct, "grade_status": g.status, "num_tokens": c.num_tokens,
+                "run_id": run_id,
+            } for (p, i, c, answer), g in zip(samples, grades)]
             with store.transaction():  # a problem's candidates are stored whole or not at all
                 store.insert_rows("eval_candidates", rows)
             advance(len(batch))

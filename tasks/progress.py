@@ -87,6 +87,11 @@ def set_reporter(reporter: Reporter | None) -> None:
         _reporter = reporter or LogReporter()
 
 
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from ``parts``: lowercase letters, digits and dashes only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")[:100]
+
+
 class PrefectProgress:
     """A Prefect progress artifact for one piece of work, updated at most every 5%.
 
@@ -97,8 +102,8 @@ class PrefectProgress:
         from prefect.artifacts import create_progress_artifact
 
         self.total, self.done, self.shown = max(total, 1), 0, 0.0
-        key = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", f"progress-{description}".lower())).strip("-")[:100]
-        self.artifact_id = create_progress_artifact(0.0, key=key, description=description)
+        self.artifact_id = create_progress_artifact(0.0, key=artifact_key("progress", description),
+                                                    description=description)
 
     def advance(self, amount: int) -> None:
         from prefect.artifacts import update_progress_artifact

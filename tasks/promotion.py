@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.best_of_n import pool_candidates, score_pool
+from tasks.best_of_n import pool_candidates, score_pool, usable_ns
 from tasks.config import EvalConfig
 from tasks.evaluation import evaluate_pool
 from tasks.pools import Pool
@@ -44,8 +44,7 @@ def selection_accuracy(store: Store, pools: Sequence[Pool], model_id: str, confi
         score_pool(store, pool, model, config.score_batch_size)  # cached: usually nothing to score
         keys, problems = pool_candidates(store, pool, model_id if kind == "prm" else None,
                                          model_id if kind == "orm" else None)
-        available = min(len(cands) for cands in problems)
-        n = max([n for n in config.ns if n <= available] or [available])
+        n = usable_ns(config.ns, problems)[-1]
         method = "prm_best_of_n" if kind == "prm" else "orm_best_of_n"
         [result] = [r for r in evaluate_pool(problems, [n], keys, seed=config.seed)
                     if r.method == method and (kind == "orm" or r.aggregation == aggregation)]

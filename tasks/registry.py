@@ -14,7 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.store import SQL_DIR, Store, StoreError
+from tasks.store import Store, StoreError, internal_sql
 
 
 class RegistryError(StoreError):
@@ -63,7 +63,7 @@ def promote(store: Store, model_id: str) -> None:
 
 def label_snapshot(store: Store) -> dict[str, Any]:
     """The store's labelled-data counts now (recorded as every trained model's data snapshot)."""
-    return store.query((SQL_DIR / "internal" / "label_snapshot.sql").read_text()).as_dicts()[0]
+    return store.query(internal_sql("label_snapshot")).as_dicts()[0]
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def saved_queries() -> dict[str, Path]:
     return {p.stem: p for p in sorted((SQL_DIR / "queries").glob("*.sql"))}
 
 
-def _internal(name: str) -> str:
+def internal_sql(name: str) -> str:
+    """The text of ``sql/internal/NAME.sql``: a statement the factory itself runs."""
     return (SQL_DIR / "internal" / f"{name}.sql").read_text()
 
 
@@ -251,7 +252,7 @@ class Store:
     # --- factory statements (sql/internal) ----------------------------------------------------
 
     def problems_by_id(self, problem_ids: Sequence[str]) -> list[dict[str, Any]]:
-        return self.query(_internal("select_problems"), tables={"ids": _ids(problem_ids)}).as_dicts()
+        return self.query(internal_sql("select_problems"), tables={"ids": _ids(problem_ids)}).as_dicts()
 
     def existing_keys(self, table: str, column: str, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -262,19 +263,19 @@ class Store:
     def solution_steps(self, problem_ids: Sequence[str], generator_model: str) -> list[dict[str, Any]]:
         """Every step of every solution of these problems by this generator, in order."""
         return self.query(
-            _internal("solution_steps"), [generator_model], tables={"ids": _ids(problem_ids)}
+            internal_sql("solution_steps"), [generator_model], tables={"ids": _ids(problem_ids)}
         ).as_dicts()
 
     def run_summary(self, run_id: str, problem_ids: Sequence[str], generator_model: str) -> dict[str, Any]:
         return self.query(
-            _internal("run_summary"), [generator_model, run_id], tables={"ids": _ids(problem_ids)}
+            internal_sql("run_summary"), [generator_model, run_id], tables={"ids": _ids(problem_ids)}
         ).as_dicts()[0]
 
     def start_run(self, run: dict[str, Any]) -> None:
         self.insert_rows("runs", [{**run, "status": "running"}])
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.query(_internal("finish_run"), [status, error, run_id, run_id, run_id])
+        self.query(internal_sql("finish_run"), [status, error, run_id, run_id, run_id])
 
 
 def _lock_holder(message: str) -> str | None:

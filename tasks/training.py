@@ -43,7 +43,7 @@ from tasks.config import TrainConfig
 from tasks.models import resolve_model
 from tasks.progress import progress
 from tasks.registry import label_snapshot
-from tasks.store import SQL_DIR, Store, to_json
+from tasks.store import Store, internal_sql, to_json
 
 STEP_TAG = " ки"
 GOOD, BAD = "+", "-"
@@ -104,7 +104,7 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
 
     Returns the examples and the number of problems excluded as evaluation problems.
     """
-    rows = store.query((SQL_DIR / "internal" / "training_steps.sql").read_text()).as_dicts()
+    rows = store.query(internal_sql("training_steps")).as_dicts()
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if config.datasets and row["dataset"] not in config.datasets:

@@ -70,13 +70,21 @@ def test_bad_input_gives_one_line_errors(tmp_path, monkeypatch):
 
 def test_config_file_and_flag_overrides_compose():
     from flows.cli import _build_config
+    from tasks.config import FactoryConfig, LabelConfig
 
     base = {"dataset": {"name": "gsm8k", "limit": 7}, "rollouts": 16}
-    config = _build_config(base, {"dataset.name": None, "rollouts": 4, "generation.temperature": 0.2})
+    config = _build_config(LabelConfig, base, {"dataset.name": None, "rollouts": 4, "generation.temperature": 0.2})
     assert config.dataset.name == "gsm8k" and config.dataset.limit == 7  # unset flags keep the file's values
     assert config.rollouts == 4  # set flags win
     assert config.generation.temperature == 0.2 and config.generation.max_tokens == 192  # siblings keep defaults
     assert config.completer is None and config.completer_settings == config.generator
+
+    # The factory's nested config composes the same way; one --db reaches every stage.
+    factory = _build_config(FactoryConfig, {"label": {"rollouts": 2}, "retrain_threshold_steps": 9},
+                            {"db": "x.duckdb", "label.db": "x.duckdb", "train.db": "x.duckdb", "eval.db": "x.duckdb",
+                             "train.epochs": 1, "retrain_threshold_steps": None})
+    assert factory.label.rollouts == 2 and factory.train.epochs == 1 and factory.retrain_threshold_steps == 9
+    assert {str(c.db) for c in (factory, factory.label, factory.train, factory.eval)} == {"x.duckdb"}
 
 
 def test_damaged_or_locked_store_gives_one_line_errors_on_every_command(tmp_path, monkeypatch):
