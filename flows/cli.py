@@ -174,6 +174,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             value = "n/a (no gold labels)"
         table.add_row(label, _fmt(value))
     console.print(table)
+    if summary.get("growth"):
+        console.print(f"growth: {summary['growth'].describe()}")
 
 
 def _check_models(config) -> None:
@@ -240,6 +242,7 @@ def label(
     gold_format: Annotated[Optional[str], typer.Option(help="jsonl/hf: plain | gsm8k (text after ####)")] = None,
     arith_seed: Annotated[Optional[int], typer.Option(help="arith: generator seed")] = None,
     lease_s: Annotated[Optional[float], typer.Option(help=f"work lease in seconds for concurrent runners (default {_D.lease_s:.0f})")] = None,
+    retrain_threshold: Annotated[Optional[int], typer.Option(help="labelled steps since the promoted PRM that make retraining due (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a LabelConfig; flags override it")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON (for scripts)")] = False,
     db: DbOption = None,
@@ -253,7 +256,7 @@ def label(
         "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind,
         "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed,
         "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes, "lease_s": lease_s,
-        "generation.temperature": temperature, "generation.max_tokens": max_tokens,
+        "retrain_threshold_steps": retrain_threshold, "generation.temperature": temperature, "generation.max_tokens": max_tokens,
         "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
         "generator.model": generator, "generator.backend": generator_backend,
     }
@@ -508,7 +511,7 @@ def factory(
     limit: Annotated[Optional[int], typer.Option(help="problems to label (default 50)")] = None,
     solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem")] = None,
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix")] = None,
-    threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default 500)")] = None,
+    threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(help="problems per evaluation pool (default 40)")] = None,
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
@@ -524,7 +527,7 @@ def factory(
     base = _read_config_file(config_file)
     store = str(db) if db else None  # one store for all stages
     overrides = {"db": store, "label.db": store, "train.db": store, "eval.db": store,
-                 "retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
+                 "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
                  "label.solutions": solutions, "label.rollouts": rollouts, "train.epochs": epochs, "eval.n_max": n_max}
     try:
         merged = _apply_overrides(FactoryConfig.model_validate(base).model_dump(mode="json"), overrides)
@@ -547,13 +550,6 @@ def factory(
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
         return
     _print_summary(result["label"])
-    _print_factory(result)
-
-
-def _print_factory(result: dict[str, Any]) -> None:
-    g = result["growth"]
-    console.print(f"growth: {g.new_steps} new labelled steps since {g.baseline_model or 'the start'} "
-                  f"(threshold {g.threshold}): {'retrained' if g.due else 'no retraining yet'}")
     if result.get("retrain"):
         _print_retrain(result["retrain"])
 

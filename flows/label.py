@@ -1,7 +1,9 @@
-"""The label flow: ingest -> generate -> label -> record.
+"""The label flow: ingest -> generate -> label -> record -> signal growth.
 
 Run it with ``prmf label`` (progress bar and summary table) or as a Prefect deployment. Every
-step is idempotent, so rerunning the same flow resumes where a previous run stopped.
+step is idempotent, so rerunning the same flow resumes where a previous run stopped. The last
+step emits the ``prmf.label.completed`` event that the retrain trigger listens to
+(``tasks/growth.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from prefect import flow, runtime
 from tasks.artifacts import publish_label_stats_task
 from tasks.config import LabelConfig
 from tasks.generation import generate_task
+from tasks.growth import signal_growth_task
 from tasks.ingest import ingest_task
 from tasks.models import prepare_model
 from tasks.runs import finish_run_task, start_run_task, summarize_run_task
@@ -24,8 +27,9 @@ def _run_name() -> str:
     config = runtime.flow_run.parameters.get("config") or {}
     if isinstance(config, LabelConfig):
         config = config.model_dump()
-    dataset = (config.get("dataset") or {}).get("name", "arith")
-    return f"label-{dataset}-m{config.get('solutions', 4)}-n{config.get('rollouts', 8)}"
+    dataset = config.get("dataset") or {}
+    name = "-".join(part for part in (dataset.get("dataset_name") or dataset.get("name", "arith"), dataset.get("split")) if part)
+    return f"label-{name}-m{config.get('solutions', 4)}-n{config.get('rollouts', 8)}"
 
 
 @flow(name="label", flow_run_name=_run_name, log_prints=True)
@@ -45,4 +49,6 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
         raise
     finish_run_task(db, run_id, "completed")
     publish_label_stats_task(db)
-    return summarize_run_task(config, run_id, ingested, generated, labelled, time.perf_counter() - started)
+    growth = signal_growth_task(db, run_id, ingested.dataset, ingested.split, config.retrain_threshold_steps)
+    summary = summarize_run_task(config, run_id, ingested, generated, labelled, time.perf_counter() - started)
+    return {**summary, "growth": growth}

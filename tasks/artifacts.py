@@ -69,8 +69,9 @@ def publish_label_stats(store: Store) -> None:
         f"prmf query gold_agreement --db {path}",
         f"prmf query models --db {path}",
         f"prmf query \"SELECT dataset, count(*) FROM problems GROUP BY 1\" --json --db {path}",
+        f"prmf query retrain_triggers --db {path}",
         "```", "", "Tables: problems, solutions, steps, work_units, rollouts, runs, prm_models, eval_candidates, "
-        "eval_results; views: step_estimates (HE/SE per step), labelled_steps.",
+        "eval_results, retrain_triggers; views: step_estimates (HE/SE per step), labelled_steps.",
     ]), key="store-guide", description="where the data is and how to query it")
 
 
@@ -81,18 +82,18 @@ def _plain(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
 
 
-@task(name="publish-label-stats", cache_policy=NO_CACHE)
+@task(name="publish-label-stats", cache_policy=NO_CACHE, task_run_name="publish-label-stats")
 def publish_label_stats_task(db: str) -> None:
     with Store(db) as store:
         publish_label_stats(store)
 
 
-@task(name="publish-evaluation", cache_policy=NO_CACHE)
+@task(name="publish-evaluation", cache_policy=NO_CACHE, task_run_name="publish-evaluation")
 def publish_evaluation_task(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
     publish_evaluation(evaluations, plot_path)
 
 
-@task(name="publish-retrain", cache_policy=NO_CACHE)
+@task(name="publish-retrain", cache_policy=NO_CACHE, task_run_name="publish-training-and-promotion")
 def publish_retrain_task(trained: Sequence[dict[str, Any]], decisions: Sequence[Decision]) -> None:
     publish_training(trained)
     publish_decisions(decisions)

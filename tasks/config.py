@@ -26,6 +26,15 @@ def default_db_path() -> Path:
     return Path(os.environ.get("PRMF_DB", "prmf.duckdb"))
 
 
+def default_retrain_threshold() -> int:
+    """``$PRMF_RETRAIN_THRESHOLD_STEPS`` or 500: one setting for every label run a server starts."""
+    value = os.environ.get("PRMF_RETRAIN_THRESHOLD_STEPS", "500")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"PRMF_RETRAIN_THRESHOLD_STEPS={value!r} is not a whole number of steps") from None
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo in a config must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,6 +160,13 @@ class LabelConfig(_Strict):
     )
     grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
     grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
+    retrain_threshold_steps: int = Field(
+        default_factory=default_retrain_threshold, ge=1,
+        description="retraining is due once this many labelled steps (fully labelled solutions, outside test "
+        "splits) arrived since the promoted PRM's data snapshot, and again after as many more while no newer "
+        "PRM is promoted; every label run reports it in its prmf.label.completed event "
+        "(env PRMF_RETRAIN_THRESHOLD_STEPS, default 500)",
+    )
 
     @property
     def completer_settings(self) -> ModelSettings:
@@ -236,10 +252,11 @@ class FactoryConfig(_Strict):
     label: LabelConfig = Field(default_factory=LabelConfig, description="the label run of this iteration")
     train: TrainConfig = Field(default_factory=TrainConfig, description="PRM training settings (kind is set per model)")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation of new models against the promoted ones")
-    retrain_threshold_steps: int = Field(
-        500, ge=1,
-        description="retrain once this many labelled steps (fully labelled solutions, outside test splits) "
-        "arrived since the promoted PRM's data snapshot",
+    retrain_by: Literal["flow", "automation"] = Field(
+        "flow",
+        description="flow: this run retrains when its label run finds retraining due (prmf factory, no server "
+        "needed); automation: leave it to the server's retrain-on-growth trigger (infra/prefect.yaml), "
+        "which starts the retrain deployment from the label run's event",
     )
     train_orm: bool = Field(True, description="train an ORM baseline next to each PRM")
     selection_aggregation: Literal["min", "last", "prod", "mean"] = Field(

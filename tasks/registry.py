@@ -1,14 +1,12 @@
-"""The reward-model registry (``prm_models``): look models up, measure data growth, promote.
+"""The reward-model registry (``prm_models``): look models up, promote them.
 
 A model is *promoted* when it beat the previously promoted model of its kind on the selection
-metric (see :mod:`tasks.promotion`); at most one model per kind is promoted. The factory's growth
-trigger compares the store's labelled steps with the promoted model's data snapshot.
+metric (see :mod:`tasks.promotion`); at most one model per kind is promoted. Its data snapshot is
+the baseline of the factory's growth trigger (:mod:`tasks.growth`).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -66,42 +64,7 @@ def label_snapshot(store: Store) -> dict[str, Any]:
     return store.query(internal_sql("label_snapshot")).as_dicts()[0]
 
 
-@dataclass(frozen=True)
-class Growth:
-    """Labelled steps now vs. in the promoted PRM's snapshot (0 when nothing is promoted yet).
-
-    ``due``: retrain, because the new steps reached the threshold (``>=``: exactly at it counts).
-    """
-
-    labelled_steps: int
-    baseline_steps: int
-    baseline_model: str | None
-    threshold: int
-    new_steps: int = field(init=False)
-    due: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "new_steps", self.labelled_steps - self.baseline_steps)
-        object.__setattr__(self, "due", self.new_steps >= self.threshold)
-
-
-def growth(store: Store, threshold: int) -> Growth:
-    """How many labelled steps arrived since the promoted PRM was trained."""
-    now = int(label_snapshot(store)["labelled_steps"])
-    promoted = promoted_model(store, "prm")
-    if promoted is None:
-        return Growth(now, 0, None, threshold)
-    snapshot = json.loads(promoted["data_snapshot"])
-    return Growth(now, int(snapshot.get("labelled_steps", snapshot.get("steps", 0))), promoted["model_id"], threshold)
-
-
-@task(name="check-growth", cache_policy=NO_CACHE, task_run_name="growth-since-promoted")
-def growth_task(db: str, threshold: int) -> Growth:
-    with Store(db) as store:
-        return growth(store, threshold)
-
-
-@task(name="promoted-models", cache_policy=NO_CACHE)
+@task(name="promoted-models", cache_policy=NO_CACHE, task_run_name="promoted-models")
 def promoted_models_task(db: str) -> dict[str, str]:
     """The promoted model id per kind (kinds with none are absent)."""
     with Store(db) as store:

@@ -78,13 +78,13 @@ def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | No
     )
 
 
-@task(name="start-run", cache_policy=NO_CACHE)
+@task(name="start-run", cache_policy=NO_CACHE, task_run_name="record-run-{flow_name}")
 def start_run_task(config: LabelConfig, run_id: str, flow_name: str, flow_run_name: str | None) -> None:
     with Store(config.db) as store:
         start_run(store, run_id, flow_name, flow_run_name, config)
 
 
-@task(name="finish-run", cache_policy=NO_CACHE)
+@task(name="finish-run", cache_policy=NO_CACHE, task_run_name="finish-run-{status}")
 def finish_run_task(db: str, run_id: str, status: str, error: str | None = None) -> None:
     from tasks.leases import release
 
@@ -117,7 +117,7 @@ def summarize_run(
     }
 
 
-@task(name="summarize-run", cache_policy=NO_CACHE)
+@task(name="summarize-run", cache_policy=NO_CACHE, task_run_name="summarize-{config.dataset.name}")
 def summarize_run_task(
     config: LabelConfig, run_id: str, ingested: Any, generated: Any, labelled: Any, wall_seconds: float
 ) -> dict[str, Any]:

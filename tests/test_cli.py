@@ -80,10 +80,10 @@ def test_config_file_and_flag_overrides_compose():
     assert config.completer is None and config.completer_settings == config.generator
 
     # The factory's nested config composes the same way; one --db reaches every stage.
-    factory = _build_config(FactoryConfig, {"label": {"rollouts": 2}, "retrain_threshold_steps": 9},
+    factory = _build_config(FactoryConfig, {"label": {"rollouts": 2, "retrain_threshold_steps": 9}},
                             {"db": "x.duckdb", "label.db": "x.duckdb", "train.db": "x.duckdb", "eval.db": "x.duckdb",
-                             "train.epochs": 1, "retrain_threshold_steps": None})
-    assert factory.label.rollouts == 2 and factory.train.epochs == 1 and factory.retrain_threshold_steps == 9
+                             "train.epochs": 1, "label.retrain_threshold_steps": None})
+    assert factory.label.rollouts == 2 and factory.train.epochs == 1 and factory.label.retrain_threshold_steps == 9
     assert {str(c.db) for c in (factory, factory.label, factory.train, factory.eval)} == {"x.duckdb"}
 
 

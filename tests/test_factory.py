@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("prefect_harness")]
 def tiny_factory(db, models_dir, threshold: int, limit: int) -> FactoryConfig:
     return FactoryConfig(
         db=db,
-        label={"dataset": {"name": "arith", "limit": limit}, "solutions": 2, "rollouts": 2},
+        label={"dataset": {"name": "arith", "limit": limit}, "solutions": 2, "rollouts": 2,
+               "retrain_threshold_steps": threshold},
         train={"epochs": 1, "batch_size": 4, "models_dir": models_dir, "val_fraction": 0.25},
         eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}], "n_max": 2},
-        retrain_threshold_steps=threshold,
     )
 
 
@@ -46,6 +46,7 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
         assert store.scalar("SELECT count(*) FROM prm_models") == 0
         labelled = store.scalar("SELECT count(*) FROM labelled_steps WHERE split <> 'test'")
     assert first["growth"].new_steps == labelled > 0
+    assert first["label"]["growth"].run_labelled_steps == labelled  # all of it labelled by this run
     shown = asyncio.run(artifacts(first["run_id"]))
     assert {"label-stats", "store-guide"} <= set(shown)
     assert "arith" in str(shown["label-stats"]) and str(db_path.resolve()) in shown["store-guide"]
@@ -54,6 +55,7 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
     # Iteration 2: the threshold is exactly the labelled steps so far -> retrain, evaluate, promote.
     second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=6))
     assert second["growth"].new_steps == labelled and second["growth"].due
+    assert second["label"]["growth"].run_labelled_steps == 0  # the same slice again: nothing new
     retrained = second["retrain"]
     prm_id, orm_id = retrained["trained"]["prm"]["model_id"], retrained["trained"]["orm"]["model_id"]
     assert [(d.kind, d.promoted) for d in retrained["decisions"]] == [("prm", True), ("orm", True)]
@@ -68,3 +70,6 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
     # Iteration 3: the same slice adds nothing new: growth since the promoted snapshot is 0.
     third = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=1, limit=6))
     assert third["growth"].new_steps == 0 and third["retrain"] is None
+    with Store(db_path) as store:  # the one crossing, recorded with the run that made it
+        assert store.query("SELECT run_id, baseline_model, labelled_steps FROM retrain_triggers").rows == [
+            (second["label"]["run_id"], None, labelled)]

@@ -68,6 +68,7 @@ def test_factory_deployment_is_scheduled_and_its_parameters_validate():
     [factory] = [d for d in spec["deployments"] if d["name"] == "factory"]
     [schedule] = factory["schedules"]
     assert schedule["cron"] == "0 */6 * * *" and schedule["active"]
-    assert FactoryConfig.model_validate(factory["parameters"]["config"]).retrain_threshold_steps == 500
+    config = FactoryConfig.model_validate(factory["parameters"]["config"])
+    assert config.retrain_by == "automation"  # the served factory leaves retraining to the growth trigger
     pools = {d["work_pool"]["name"] for d in spec["deployments"]}
     assert pools == {"prmf"} and "--pool\", \"prmf\"" in (REPO / "infra" / "compose.gpu.yaml").read_text()

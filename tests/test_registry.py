@@ -10,7 +10,8 @@ import pytest
 from tasks.config import EvalConfig
 from tasks.pools import import_external_pool
 from tasks.promotion import decide, selection_accuracy
-from tasks.registry import RegistryError, get_model, growth, label_snapshot, promote, promoted_model
+from tasks.growth import claim_retrain, growth
+from tasks.registry import RegistryError, get_model, label_snapshot, promote, promoted_model
 from tasks.store import Store
 from tests.helpers import seed_labelled_arith
 
@@ -46,6 +47,31 @@ def test_growth_fires_exactly_when_the_threshold_is_reached(store, trained_model
 
     seed_labelled_arith(store, 2, split="test", start=100)  # evaluation problems do not count
     assert growth(store, added).new_steps == added
+
+
+def test_a_crossing_triggers_one_retrain_and_the_next_needs_another_threshold(store, trained_models):
+    labelled = store.scalar("SELECT count(*) FROM labelled_steps WHERE split <> 'test'")
+    threshold = labelled - 1
+    assert not claim_retrain(store, labelled + 1, "run-below", "arith").due  # below: no trigger
+    first = claim_retrain(store, threshold, "run-crossing", "arith")
+    assert first.due and first.last_trigger_steps is None
+    # Later label runs before any promotion: the crossing is taken, no second retrain.
+    again = claim_retrain(store, threshold, "run-after", "arith")
+    assert not again.due and again.new_steps >= threshold and again.last_trigger_steps == labelled
+    assert store.query("SELECT run_id, baseline_model, labelled_steps, new_steps, threshold FROM retrain_triggers").rows == [
+        ("run-crossing", None, labelled, labelled, threshold)]
+
+    # Another threshold of steps with the incumbent still promoted: due again.
+    seed_labelled_arith(store, threshold // 4 + 1, start=200)  # >= 4 steps per problem (2 solutions)
+    grown = store.scalar("SELECT count(*) FROM labelled_steps WHERE split <> 'test'")
+    assert grown - labelled >= threshold
+    assert claim_retrain(store, threshold, "run-second", "arith").due
+
+    # A promotion moves the baseline: growth restarts from its snapshot (recorded at `labelled`).
+    promote(store, trained_models["prm"].model_id)
+    after = claim_retrain(store, grown - labelled, "run-promoted", "arith")
+    assert after.baseline_model == trained_models["prm"].model_id and after.new_steps == grown - labelled
+    assert after.due and after.last_trigger_steps is None  # triggers of the old baseline do not count
 
 
 def test_snapshot_recorded_with_the_model_matches_the_growth_measure(store, trained_models):
