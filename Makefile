@@ -8,7 +8,7 @@ MODEL_STAMP := $(VENV)/.model-ready
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lock clean-db
+.PHONY: setup demo test serve stop lock
 
 setup: $(MODEL_STAMP)
 
@@ -30,6 +30,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Run the factory continuously: Prefect server + UI on 127.0.0.1:$(PRMF_SERVE_PORT or 4200), work
+# pool `prmf` (one run per GPU), the deployments of infra/prefect.yaml, a worker. See infra/serve.py.
+serve: setup
+	$(BIN)/python infra/serve.py start
+
+# Stops exactly what `make serve` started (pid files in .prefect/); standard library only.
+stop:
+	@$(PYTHON) infra/serve.py stop
 
 # Refresh requirements/cpu.lock from a resolver run (needs the registry; CPU torch from find-links).
 lock:
