@@ -113,8 +113,11 @@ class GrowthSignal:
             verdict = f"a retrain was already triggered at {g.last_trigger_steps} labelled steps"
         else:
             verdict = f"{g.threshold - g.new_steps} more to go"
-        return (f"{self.dataset}: {self.run_labelled_steps} steps newly labelled; {g.new_steps} labelled steps since "
-                f"{since}, threshold {g.threshold}: {verdict}")
+        added = ("test split, not counted" if self.split == "test"
+                 else f"{self.run_labelled_steps} labelled steps added by this run")
+        return (f"{self.dataset}/{self.split}: {added}; {g.new_steps} labelled steps since {since}, threshold "
+                f"{g.threshold}: "
+                f"{verdict}")
 
 
 def signal_growth(store: Store, run_id: str, dataset: str, split: str | None, threshold: int) -> GrowthSignal:
