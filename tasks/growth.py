@@ -116,8 +116,7 @@ class GrowthSignal:
         added = ("test split, not counted" if self.split == "test"
                  else f"{self.run_labelled_steps} labelled steps added by this run")
         return (f"{self.dataset}/{self.split}: {added}; {g.new_steps} labelled steps since {since}, threshold "
-                f"{g.threshold}: "
-                f"{verdict}")
+                f"{g.threshold}: {verdict}")
 
 
 def signal_growth(store: Store, run_id: str, dataset: str, split: str | None, threshold: int) -> GrowthSignal:
