@@ -21,8 +21,7 @@ from tasks.config import FactoryConfig
 def factory(config: FactoryConfig = FactoryConfig()) -> dict[str, Any]:
     """Label new data; retrain, evaluate and maybe promote once enough of it has arrived."""
     labelled = label(config.label)
-    growth = labelled["growth"].growth
-    print(labelled["growth"].describe())
+    growth = labelled["growth"].growth  # described in the label run's log
     retrained = None
     if growth.due and config.retrain_by == "flow":
         retrained = retrain(config)

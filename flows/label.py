@@ -50,5 +50,6 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
     finish_run_task(db, run_id, "completed")
     publish_label_stats_task(db)
     growth = signal_growth_task(db, run_id, ingested.dataset, ingested.split, config.retrain_threshold_steps)
+    print(growth.describe())  # the run's log in the UI
     summary = summarize_run_task(config, run_id, ingested, generated, labelled, time.perf_counter() - started)
     return {**summary, "growth": growth}

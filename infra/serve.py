@@ -146,18 +146,7 @@ def stop_process(name: str, grace_s: float = 30.0) -> int | None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie leader whose group is otherwise gone counts as stopped
-        state = Path(f"/proc/{pgid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z" or _group_has_others(pgid)
-    except OSError:
-        return _group_has_others(pgid)
-
-
-def _group_has_others(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies, exited but not reaped, do not)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().split(")")[-1].split()
@@ -281,8 +270,13 @@ The factory is served. UI: {UI_URL}   store: {store}   logs: {STATE}/*.log
   stop it all:      make stop""")
 
 
+def started_workers() -> list[str]:
+    """The workers with a pid file in the state folder (``worker-<i>``)."""
+    return sorted(path.stem for path in STATE.glob("worker-*.pid"))
+
+
 def stop() -> None:
-    workers = sorted(path.stem for path in STATE.glob("worker-*.pid"))
+    workers = started_workers()
     stopped = [(name, pid) for name in (*workers, "server") if (pid := stop_process(name)) is not None]
     for name, pid in stopped:
         print(f"{name}: stopped (pid {pid} and its process group)")
@@ -291,7 +285,7 @@ def stop() -> None:
 
 
 def status() -> int:
-    workers = sorted(path.stem for path in STATE.glob("worker-*.pid")) or ["worker-0"]
+    workers = started_workers() or ["worker-0"]
     up = {name: running(name) for name in ("server", *workers)}
     for name, pid in up.items():
         print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")

@@ -15,7 +15,6 @@ its own run.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from prefect.events import emit_event
 
 from tasks.registry import label_snapshot, promoted_model
 from tasks.store import Store, internal_sql
-
-log = logging.getLogger("prmf.growth")
 
 #: The event every label run emits; ``prmf.retrain-due`` on its resource says whether it triggered.
 LABEL_EVENT = "prmf.label.completed"
@@ -132,7 +129,6 @@ def signal_growth(store: Store, run_id: str, dataset: str, split: str | None, th
                   "prefect.resource.name": Path(signal.db).name}],
         payload=signal.event_payload(),
     )
-    log.info(signal.describe())
     return signal
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import httpx
@@ -39,9 +40,9 @@ class Served:
     threshold: int
     pids: dict[str, int]
 
-    @property
+    @cached_property
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api", timeout=30)
+        return httpx.Client(base_url=f"{self.url}/api", timeout=30)  # one connection pool for the module
 
     def deployment_id(self, name: str) -> str:
         return self.api.get(f"/deployments/name/{name}/{name}").raise_for_status().json()["id"]
@@ -130,7 +131,9 @@ def served(tmp_path_factory):
         # No GPU here: one worker, one flow run at a time.
         assert "server: started" in out and "worker-0: started" in out and "at most 1 flow run(s)" in out, out
         pids = {name: int((state / f"{name}.pid").read_text()) for name in ("server", "worker-0")}
-        yield Served(f"http://127.0.0.1:{port}", env, state, db, threshold, pids)
+        served = Served(f"http://127.0.0.1:{port}", env, state, db, threshold, pids)
+        yield served
+        served.api.close()
     finally:
         out = make("stop", env)
     assert "worker-0: stopped" in out and "server: stopped" in out, out
