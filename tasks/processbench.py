@@ -13,8 +13,11 @@ Threshold. Unless one is given, it is chosen on the GSM8K split (same ``limit``)
 score is not tuned on MATH itself (``threshold_source`` records ``'gsm8k'`` or ``'given'``). A
 GSM8K evaluation without a given threshold is tuned on itself: read it as an upper bound.
 
-Steps that do not fit in the model's ``max_length`` are not scored, so they can never be
+Long samples. The PRM scores with its whole context window; a sample that still does not fit is
+scored on the question and its final steps (:class:`tasks.training.SolutionScores`), so its
+earliest steps have no score. An unscored step is never below the threshold, so it can never be
 flagged: an error there counts as missed, and a correct sample is judged on its scored steps.
+Threshold candidates are the real scores only.
 
 Each run stores one ``processbench_results`` row under its run id.
 """
@@ -32,11 +35,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.datasets import data_dir
-from tasks.evaluation import choose_threshold, earliest_error, processbench_f1
+from tasks.evaluation import THRESHOLD_GRID, choose_threshold, earliest_error, processbench_f1
 from tasks.progress import progress
 from tasks.registry import get_model
 from tasks.store import Store
-from tasks.training import RewardModel
+from tasks.training import RewardModel, SolutionScores
 
 SPLITS: tuple[str, ...] = ("gsm8k", "math")
 #: The split thresholds are chosen on when none is given.
@@ -96,18 +99,32 @@ def load_processbench(split: str, limit: int | None = None) -> list[ProcessBench
 
 
 def score_samples(model: RewardModel, samples: Sequence[ProcessBenchSample], batch_size: int = 8,
-                  split: str = "") -> list[list[float]]:
-    """Per-step PRM scores (probability of a good step) of each sample; a list is shorter than its
-    steps when later steps did not fit in the model's ``max_length``."""
+                  split: str = "") -> list[SolutionScores]:
+    """Per-step PRM scores (probability of a good step) of each sample, one entry per step; the
+    leading entries are None when the sample did not fit in the model's context."""
     items = [(s.question, list(s.steps)) for s in samples]
     with progress(f"processbench {split}".rstrip(), len(items)) as advance:
         return model.score_many(items, batch_size, advance)
 
 
-def predictions(score_lists: Sequence[Sequence[float]], threshold: float) -> list[int]:
+def _comparable(scores: SolutionScores) -> list[float]:
+    """Step scores with an unscored step as +inf: never below a (finite) threshold, never flagged."""
+    return [math.inf if score is None else score for score in scores.step_scores]
+
+
+def predictions(score_lists: Sequence[SolutionScores], threshold: float) -> list[int]:
     """Predicted earliest wrong step of each sample: the first step scored below ``threshold``
-    (-1: none is)."""
-    return [earliest_error(scores, threshold) for scores in score_lists]
+    (-1: none is). An unscored step (None) is never below it."""
+    return [earliest_error(_comparable(scores), threshold) for scores in score_lists]
+
+
+def pick_threshold(score_lists: Sequence[SolutionScores], labels: Sequence[int]) -> float:
+    """The F1-maximising threshold (:func:`tasks.evaluation.choose_threshold`) over
+    :data:`~tasks.evaluation.THRESHOLD_GRID` and the real step scores (None entries are no
+    candidates and are never flagged)."""
+    candidates = [*THRESHOLD_GRID, *(score for scores in score_lists for score in scores.scored)]
+    threshold, _ = choose_threshold([_comparable(scores) for scores in score_lists], labels, candidates)
+    return threshold
 
 
 def run_processbench(store: Store, split: str, model_id: str | None = None, limit: int | None = None,
@@ -124,7 +141,7 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
     model = get_model(store, model_id, kind="prm")  # an ORM id is an error: no per-step scores
     samples = load_processbench(split, limit)
     tuning = load_processbench(THRESHOLD_SPLIT, limit) if threshold is None and split != THRESHOLD_SPLIT else None
-    tuning_scores: list[list[float]] = []
+    tuning_scores: list[SolutionScores] = []
     with store.released():
         reward_model = RewardModel(model["path"])
         if tuning is not None:
@@ -134,7 +151,7 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
     if threshold is None:
         if tuning is None:  # evaluating the tuning split itself
             tuning, tuning_scores = samples, scores
-        threshold, _ = choose_threshold(tuning_scores, [s.label for s in tuning])
+        threshold = pick_threshold(tuning_scores, [s.label for s in tuning])
         source = THRESHOLD_SPLIT
     else:
         source = "given"

@@ -13,9 +13,21 @@ labels to int, so it cannot train SE). With ``after_first_error="drop"`` the ste
 first HE = 0 step carry no loss (their label is implied). An ORM tags only the end of the
 solution, with the solution's correctness as target.
 
+Length. Training cuts a solution on the right at ``TrainConfig.max_length`` (its later steps carry
+no loss; the cut solutions are counted in the metrics). Scoring (:class:`RewardModel`) uses the
+model's whole context window and, when a solution still does not fit, keeps the question and the
+*final* steps, dropping the earliest ones, so the final step is always scored
+(:class:`SolutionScores`).
+
+Checkpoint. The epoch with the best validation loss is saved if it beats the base model;
+otherwise the last epoch is. ``val_metrics`` are the saved epoch's, with ``saved_epoch`` and
+``saved_because`` saying which and why.
+
 Data hygiene. Train/validation is split by problem, never by step. Evaluation problems are
-never trained on: any problem of a test split or of MATH500, and any problem whose question
-text matches a GSM8K-test, MATH500, ProcessBench or arith-test question (:func:`eval_questions`),
+never trained on: any problem of a test or validation split or of MATH500, any problem whose
+question text matches a GSM8K-test, MATH500, ProcessBench, arith-test or arith-validation question
+(:func:`eval_questions`), and any question of an evaluation pool in the store
+(:func:`evaluation_pool_questions`: the validation pools that decide promotion included),
 whatever split or dataset it was ingested under.
 """
 
@@ -47,7 +59,7 @@ from tasks.store import Store, internal_sql, to_json
 
 STEP_TAG = " ки"
 GOOD, BAD = "+", "-"
-ARITH_EVAL_PROBLEMS = 1000  # the arith test problems any evaluation may use
+ARITH_EVAL_PROBLEMS = 1000  # the arith test and validation problems any evaluation may use
 PRM_METADATA = "prm.json"
 
 
@@ -63,6 +75,29 @@ class Example:
     targets: tuple[float | None, ...]  # one per step; None = no loss on this step
 
 
+@dataclass(frozen=True)
+class SolutionScores:
+    """A reward model's scores of one solution.
+
+    ``step_scores`` has one entry per step (an ORM: one entry, the solution's score); ``None``
+    marks a leading step dropped because the solution did not fit in the scoring context. The
+    final step is always scored. ``truncated``: steps were dropped or the final step was cut.
+    """
+
+    step_scores: tuple[float | None, ...]
+    truncated: bool = False
+
+    @property
+    def scored(self) -> tuple[float, ...]:
+        """The real scores, in step order (the None entries left out)."""
+        return tuple(s for s in self.step_scores if s is not None)
+
+    @property
+    def last(self) -> float | None:
+        """The final step's score (an ORM: the solution's); None only for a solution without steps."""
+        return self.step_scores[-1] if self.step_scores else None
+
+
 @dataclass
 class TrainResult:
     model_id: str
@@ -71,7 +106,7 @@ class TrainResult:
     val_examples: int
     excluded_problems: int
     history: list[dict[str, float]] = field(default_factory=list)
-    val_metrics: dict[str, float] = field(default_factory=dict)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -87,7 +122,9 @@ def eval_questions() -> frozenset[str]:
     from tasks import datasets
 
     texts: set[str] = set()
-    for result in (datasets.load_gsm8k("test"), datasets.load_math500(), datasets.load_arith(ARITH_EVAL_PROBLEMS, split="test")):
+    for result in (datasets.load_gsm8k("test"), datasets.load_math500(),
+                   datasets.load_arith(ARITH_EVAL_PROBLEMS, split="test"),
+                   datasets.load_arith(ARITH_EVAL_PROBLEMS, split="validation")):
         texts.update(normalize_question(p.question) for p in result.problems)
     for split in ("gsm8k", "math"):
         path = datasets.data_dir() / "processbench" / f"{split}.json"
@@ -95,8 +132,15 @@ def eval_questions() -> frozenset[str]:
     return frozenset(texts)
 
 
-def is_eval_problem(dataset: str, split: str, question: str) -> bool:
-    return split == "test" or dataset == "math500" or normalize_question(question) in eval_questions()
+def evaluation_pool_questions(store: Store) -> frozenset[str]:
+    """Normalized texts of every question in the store's evaluation pools (test and validation):
+    a user's validation set drawn from a train split is protected as well."""
+    return frozenset(normalize_question(q) for (q,) in store.query(internal_sql("evaluation_pool_questions")).rows)
+
+
+def is_eval_problem(dataset: str, split: str, question: str, pooled: frozenset[str] = frozenset()) -> bool:
+    text = normalize_question(question)
+    return split in ("test", "validation") or dataset == "math500" or text in eval_questions() or text in pooled
 
 
 def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int]:
@@ -104,6 +148,7 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
 
     Returns the examples and the number of problems excluded as evaluation problems.
     """
+    pooled = evaluation_pool_questions(store)
     rows = store.query(internal_sql("training_steps")).as_dicts()
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -113,7 +158,7 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
     examples, excluded = [], set()
     for steps in by_solution.values():
         first = steps[0]
-        if is_eval_problem(first["dataset"], first["split"], first["question"]):
+        if is_eval_problem(first["dataset"], first["split"], first["question"], pooled):
             excluded.add(first["problem_id"])
             continue
         texts = tuple(s["text"] for s in steps)
@@ -175,51 +220,100 @@ class StepTagCodec:
             raise TrainingError(f"candidate token {text!r} is {len(ids)} tokens in this tokenizer; need 1")
         return ids[0]
 
-    def encode(self, question: str, steps: tuple[str, ...]) -> tuple[list[int], list[int]]:
-        """Token ids and the index of each scored tag (one per step; ORM: one for the solution).
-
-        Steps that would not fit in ``max_length`` are cut whole, so fewer positions may return.
-        """
+    def _prompt(self, question: str) -> list[int]:
         prompt = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
         )
-        ids = self._ids(prompt)
-        positions: list[int] = []
-        for i, step in enumerate(steps):
-            last = i == len(steps) - 1
-            piece = self._ids(step.strip())
-            tagged = self.tag_every_step or last
-            extra = len(self.tag_ids) if tagged else 0
-            if len(ids) + len(piece) + extra + len(self.newline_ids) > self.max_length:
+        return self._ids(prompt)
+
+    def _pieces(self, steps: tuple[str, ...] | list[str]) -> list[tuple[list[int], bool]]:
+        """Each step's token ids and whether it carries a tag."""
+        return [(self._ids(step.strip()), self.tag_every_step or i == len(steps) - 1) for i, step in enumerate(steps)]
+
+    def _cost(self, piece: list[int], tagged: bool) -> int:
+        return len(piece) + (len(self.tag_ids) if tagged else 0) + len(self.newline_ids)
+
+    def _append(self, ids: list[int], positions: list[int], piece: list[int], tagged: bool) -> None:
+        ids += piece
+        if tagged:
+            ids += self.tag_ids
+            positions.append(len(ids) - 1)
+        ids += self.newline_ids
+
+    def encode(self, question: str, steps: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """Training encoding: token ids and the index of each scored tag (one per step; ORM: one
+        for the solution).
+
+        Steps that would not fit in ``max_length`` are cut whole from the right, so fewer
+        positions may return (see :meth:`cut`).
+        """
+        ids, positions = self._prompt(question), []
+        for piece, tagged in self._pieces(steps):
+            if len(ids) + self._cost(piece, tagged) > self.max_length:
                 break
-            ids += piece
-            if tagged:
-                ids += self.tag_ids
-                positions.append(len(ids) - 1)
-            ids += self.newline_ids
+            self._append(ids, positions, piece, tagged)
         return ids, positions
 
+    def cut(self, question: str, steps: tuple[str, ...]) -> bool:
+        """Whether :meth:`encode` cuts steps of this solution (it does not fit in ``max_length``)."""
+        return len(self._prompt(question)) + sum(self._cost(*p) for p in self._pieces(steps)) > self.max_length
 
-def _batch(codec: StepTagCodec, examples: list[Example], device: str):
-    """Right-padded input ids, attention mask, and (row, position, target) of every scored tag."""
+    def encode_tail(self, question: str, steps: tuple[str, ...] | list[str]) -> tuple[list[int], list[int], int, bool]:
+        """Scoring encoding: the chat prompt and the *final* steps that fit in ``max_length``.
+
+        Returns the token ids, the scored tag positions (one per kept step; ORM: one), the index
+        of the first kept step, and whether anything was dropped. The earliest steps are dropped
+        whole; when even the final step alone does not fit, its tokens are cut from the left so
+        that its tag still fits. Raises TrainingError when the prompt leaves no room for a step.
+        """
+        ids, positions = self._prompt(question), []
+        pieces = self._pieces(steps)
+        room = self.max_length - len(ids)
+        first, used = len(pieces), 0
+        while first > 0 and used + self._cost(*pieces[first - 1]) <= room:
+            first -= 1
+            used += self._cost(*pieces[first])
+        truncated = first > 0
+        if first == len(pieces) and pieces:  # not even the final step fits: keep its last tokens
+            keep = room - len(self.tag_ids) - len(self.newline_ids)
+            if keep < 1:
+                raise TrainingError(f"the question takes {len(ids)} tokens of the {self.max_length}-token scoring "
+                                    "context, leaving no room for a step")
+            first -= 1
+            pieces[first] = (pieces[first][0][-keep:], True)
+        for piece, tagged in pieces[first:]:
+            self._append(ids, positions, piece, tagged)
+        return ids, positions, first, truncated
+
+
+def _pad(codec: StepTagCodec, encoded: list[tuple[list[int], list[int]]],
+         targets: list[tuple[float | None, ...]], device: str):
+    """Right-padded input ids, attention mask, and (row, position, target) of every scored tag
+    (a position's target None: not scored)."""
     import torch
 
-    encoded = [codec.encode(e.question, e.steps) for e in examples]
     width = max(len(ids) for ids, _ in encoded)
     pad = codec.tokenizer.pad_token_id if codec.tokenizer.pad_token_id is not None else codec.tokenizer.eos_token_id
     input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
     mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    rows, cols, targets = [], [], []
-    for r, ((ids, positions), example) in enumerate(zip(encoded, examples)):
+    rows, cols, values = [], [], []
+    for r, ((ids, positions), row_targets) in enumerate(zip(encoded, targets)):
         input_ids[r, : len(ids)] = torch.tensor(ids)
         mask[r, : len(ids)] = 1
-        for pos, target in zip(positions, example.targets):  # an ORM has one tag and one target
+        for pos, target in zip(positions, row_targets):  # an ORM has one tag and one target
             if target is not None:
                 rows.append(r)
                 cols.append(pos)
-                targets.append(target)
-    return (input_ids.to(device), mask.to(device), torch.tensor(rows, device=device),
-            torch.tensor(cols, device=device), torch.tensor(targets, dtype=torch.float32, device=device))
+                values.append(target)
+    return (input_ids.to(device), mask.to(device), torch.tensor(rows, dtype=torch.long, device=device),
+            torch.tensor(cols, dtype=torch.long, device=device),
+            torch.tensor(values, dtype=torch.float32, device=device))
+
+
+def _batch(codec: StepTagCodec, examples: list[Example], device: str):
+    """Training batch: right-padded input ids, attention mask, and (row, position, target) of
+    every scored tag (right-cut encoding)."""
+    return _pad(codec, [codec.encode(e.question, e.steps) for e in examples], [e.targets for e in examples], device)
 
 
 def _tag_log_probs(model: Any, codec: StepTagCodec, input_ids, mask, rows, cols):
@@ -304,8 +398,9 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
 
 
 def _fit(base_path: Path, train: list[Example], val: list[Example], config: TrainConfig,
-         model_id: str) -> tuple[Path, list[dict[str, float]], dict[str, float]]:
-    """The training loop: keeps the best-validation epoch, returns its folder, history, metrics."""
+         model_id: str) -> tuple[Path, list[dict[str, float]], dict[str, Any]]:
+    """The training loop: saves the best-validation epoch if it beats the base model, else the
+    last epoch; returns the folder, the history, and the saved epoch's metrics."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -318,6 +413,8 @@ def _fit(base_path: Path, train: list[Example], val: list[Example], config: Trai
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
     model.train()
     codec = StepTagCodec(tokenizer, config.max_length, tag_every_step=config.kind == "prm")
+    truncated = {"train_truncated_solutions": sum(codec.cut(e.question, e.steps) for e in train),
+                 "val_truncated_solutions": sum(codec.cut(e.question, e.steps) for e in val)}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -326,6 +423,7 @@ def _fit(base_path: Path, train: list[Example], val: list[Example], config: Trai
 
     history = [{"step": 0, **evaluate(model, codec, val, config.batch_size, device)}]
     best = history[0]["val_loss"]
+    saved: tuple[int, str] | None = None  # (history index = 1-based epoch, reason)
     final_dir = config.models_dir / model_id
     _remove_abandoned_staging(config.models_dir)
     # Renamed into place only when complete; the pid tells a later run whether it was abandoned.
@@ -334,7 +432,7 @@ def _fit(base_path: Path, train: list[Example], val: list[Example], config: Trai
     step = 0
     started = time.perf_counter()
     with progress(f"training {config.kind}", total_steps) as advance:
-        for _ in range(config.epochs):
+        for epoch in range(1, config.epochs + 1):
             order = train[:]
             shuffler.shuffle(order)
             for start in range(0, len(order), config.batch_size):
@@ -355,14 +453,16 @@ def _fit(base_path: Path, train: list[Example], val: list[Example], config: Trai
             if metrics["val_loss"] < best:  # keep the best epoch's weights
                 best = metrics["val_loss"]
                 _save(model, tokenizer, config, staging)
-    if not staging.exists():  # no epoch beat the base model: keep the last one, say so in metrics
+                saved = (epoch, "best validation loss")
+    if saved is None:  # no epoch beat the base model: keep the last one, say so in metrics
         _save(model, tokenizer, config, staging)
+        saved = (config.epochs, "last epoch: no epoch beat the base model")
     if final_dir.exists():
         shutil.rmtree(final_dir)
     staging.rename(final_dir)
-    best_metrics = min(history[1:], key=lambda h: h["val_loss"])
-    val_metrics = {**best_metrics, "base_val_loss": history[0]["val_loss"], "base_val_accuracy": history[0]["val_accuracy"],
-                   "train_seconds": time.perf_counter() - started}
+    val_metrics = {**history[saved[0]], "saved_epoch": saved[0], "saved_because": saved[1],
+                   "base_val_loss": history[0]["val_loss"], "base_val_accuracy": history[0]["val_accuracy"],
+                   "train_seconds": time.perf_counter() - started, **truncated}
     return final_dir, history, val_metrics
 
 
@@ -398,9 +498,13 @@ def _save(model: Any, tokenizer: Any, config: TrainConfig, folder: Path) -> None
 
 
 class RewardModel:
-    """A trained PRM/ORM checkpoint: ``score`` gives per-step probabilities of "good"."""
+    """A trained PRM/ORM checkpoint: ``score_many`` gives per-step probabilities of "good".
 
-    def __init__(self, path: Path | str, device: str | None = None):
+    ``max_length``: the scoring context in tokens; by default the model's own context window
+    (``max_position_embeddings``; the trained ``max_length`` if the config has none).
+    """
+
+    def __init__(self, path: Path | str, device: str | None = None, max_length: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -414,32 +518,44 @@ class RewardModel:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
-        self.codec = StepTagCodec(self.tokenizer, self.meta["max_length"], tag_every_step=self.meta["kind"] == "prm")
+        if max_length is None:
+            max_length = getattr(self.model.config, "max_position_embeddings", None) or self.meta["max_length"]
+        elif max_length < 1:
+            raise TrainingError(f"max_length must be a positive number of tokens, got {max_length}")
+        self.max_length = int(max_length)
+        self.codec = StepTagCodec(self.tokenizer, self.max_length, tag_every_step=self.meta["kind"] == "prm")
 
-    def score(self, question: str, solutions: list[list[str]], batch_size: int = 8) -> list[list[float]]:
-        """Per-step scores for each solution of one question (ORM: one score each)."""
+    def score(self, question: str, solutions: list[list[str]], batch_size: int = 8) -> list[SolutionScores]:
+        """Scores of each solution of one question (see :meth:`score_many`)."""
         return self.score_many([(question, steps) for steps in solutions], batch_size)
 
     def score_many(self, items: list[tuple[str, list[str]]], batch_size: int = 8,
-                   advance: Callable[[int], None] | None = None) -> list[list[float]]:
-        """Per-step scores for (question, steps) pairs, one forward pass per batch of solutions.
+                   advance: Callable[[int], None] | None = None) -> list[SolutionScores]:
+        """Scores of (question, steps) pairs, one forward pass per batch of solutions.
 
-        Each step's score is p("+") at its tag. Steps beyond the model's ``max_length`` are not
-        scored (that list is shorter). ``advance(k)`` is called after each batch of k solutions.
+        Each step's score is p("+") at its tag; a PRM gives one entry per step, an ORM one per
+        solution. A solution longer than ``max_length`` keeps the question and its final steps:
+        the earliest steps are dropped whole (their entries are None) and, if the final step alone
+        does not fit, its start is cut; it is then ``truncated``. The final step is always scored.
+        ``advance(k)`` is called after each batch of k solutions.
         """
         import torch
 
-        results: list[list[float]] = []
+        results: list[SolutionScores] = []
         for start in range(0, len(items), batch_size):
-            chunk = [Example("", question, tuple(steps), tuple([1.0] * len(steps)))
-                     for question, steps in items[start : start + batch_size]]
-            input_ids, mask, rows, cols, _ = _batch(self.codec, chunk, self.device)
+            chunk = items[start : start + batch_size]
+            encoded = [self.codec.encode_tail(question, steps) for question, steps in chunk]
+            input_ids, mask, rows, cols, _ = _pad(self.codec, [(ids, positions) for ids, positions, _, _ in encoded],
+                                                  [(1.0,) * len(positions) for _, positions, _, _ in encoded],
+                                                  self.device)
             with torch.no_grad():
                 log_good, _ = _tag_log_probs(self.model, self.codec, input_ids, mask, rows, cols)
             per_row: list[list[float]] = [[] for _ in chunk]
             for r, p in zip(rows.tolist(), log_good.exp().tolist()):
                 per_row[r].append(p)
-            results.extend(per_row)
+            for (_, _, first, truncated), scores in zip(encoded, per_row):
+                dropped = first if self.codec.tag_every_step else 0  # an ORM's one entry is always scored
+                results.append(SolutionScores((None,) * dropped + tuple(scores), truncated))
             if advance is not None:
                 advance(len(chunk))
         return results

@@ -9,10 +9,10 @@ import pytest
 
 from tasks.datasets import data_dir
 from tasks.evaluation import choose_threshold, earliest_error, processbench_f1
-from tasks.processbench import load_processbench, predictions, processbench_task, run_processbench
+from tasks.processbench import load_processbench, pick_threshold, predictions, processbench_task, run_processbench
 from tasks.registry import RegistryError
 from tasks.store import Store
-from tasks.training import RewardModel
+from tasks.training import RewardModel, SolutionScores
 
 LIMIT = 4
 BATCH = 4
@@ -28,13 +28,17 @@ def store_copy(trained_models, tmp_path):
 
 @pytest.fixture(scope="module")
 def independent(trained_models):
-    """Samples and scores of both splits straight from the reward model, in the same order and
-    batches as the evaluation (so the numbers match exactly)."""
+    """Samples and per-step score lists of both splits straight from the reward model, in the same
+    order and batches as the evaluation (so the numbers match exactly), and the SolutionScores."""
     model = RewardModel(trained_models["prm"].path)
     out = {}
     for split in ("gsm8k", "math"):
         samples = load_processbench(split, LIMIT)
-        out[split] = (samples, model.score_many([(s.question, list(s.steps)) for s in samples], BATCH))
+        scored = model.score_many([(s.question, list(s.steps)) for s in samples], BATCH)
+        # These samples fit in the model's context: every step has a score.
+        assert not any(s.truncated for s in scored)
+        assert [len(s.step_scores) for s in scored] == [len(s.steps) for s in samples]
+        out[split] = (samples, [list(s.step_scores) for s in scored], scored)
     return out
 
 
@@ -85,7 +89,7 @@ def test_math_uses_a_threshold_chosen_on_gsm8k(trained_models, store_copy, indep
     with Store(store_copy) as store:
         result = run_processbench(store, "math", limit=LIMIT, run_id="pb-test", batch_size=BATCH)
 
-    (gsm8k, gsm8k_scores), (math_samples, math_scores) = independent["gsm8k"], independent["math"]
+    (gsm8k, gsm8k_scores, _), (math_samples, math_scores, _) = independent["gsm8k"], independent["math"]
     threshold, _ = choose_threshold(gsm8k_scores, [s.label for s in gsm8k])
     expected = processbench_f1([earliest_error(s, threshold) for s in math_scores], [s.label for s in math_samples])
 
@@ -105,12 +109,12 @@ def test_math_uses_a_threshold_chosen_on_gsm8k(trained_models, store_copy, indep
 
 def test_given_threshold_is_used(trained_models, store_copy, independent):
     prm = trained_models["prm"]
-    samples, scores = independent["gsm8k"]
+    samples, scores, scored = independent["gsm8k"]
     labels = [s.label for s in samples]
     # The median step score: a threshold that splits this model's scores, so the check has teeth.
     given = sorted(x for s in scores for x in s)[len([x for s in scores for x in s]) // 2]
-    expected = processbench_f1(predictions(scores, given), labels)
-    assert predictions(scores, given) == [earliest_error(s, given) for s in scores]
+    expected = processbench_f1([earliest_error(s, given) for s in scores], labels)
+    assert predictions(scored, given) == [earliest_error(s, given) for s in scores]
 
     result = processbench_task.fn(store_copy, "gsm8k", model_id=prm.model_id, limit=LIMIT, threshold=given,
                                   run_id="pb-given", batch_size=BATCH)
@@ -131,3 +135,23 @@ def test_bad_requests_store_nothing(trained_models, store_copy):
         with pytest.raises(RegistryError, match="no model"):
             run_processbench(store, "gsm8k", model_id="prm-missing", limit=LIMIT)
     assert _rows(store_copy) == []
+
+
+def test_unscored_steps_are_never_flagged_nor_threshold_candidates():
+    # Leading None entries: steps dropped because the sample did not fit in the model's context.
+    truncated = SolutionScores((None, 0.2, 0.9), True)
+    assert predictions([truncated, SolutionScores((None, None, 0.9), True), SolutionScores((0.9, 0.3))], 0.5) == [1, -1, 1]
+    assert predictions([truncated], 0.1) == [-1]
+
+    # The first sample's error is in an unscored step: it can never be found. The best thresholds
+    # find the third sample's error and pass the correct second one: (0.1, 0.6]; ties go low, and
+    # the lowest candidate there is 0.15 from the grid (no None/inf candidate).
+    samples = [SolutionScores((None, 0.8), True), SolutionScores((0.6, 0.7)), SolutionScores((0.9, 0.1))]
+    labels = [0, -1, 1]
+    threshold = pick_threshold(samples, labels)
+    assert threshold == pytest.approx(0.15)
+    assert predictions(samples, threshold) == [-1, -1, 1]
+    assert processbench_f1(predictions(samples, threshold), labels)["error_accuracy"] == 0.5
+    # The real scores are candidates too: only (0.12, 0.13] is best now, and no grid value is in it.
+    samples[1:] = [SolutionScores((0.13, 0.7)), SolutionScores((0.9, 0.12))]
+    assert pick_threshold(samples, labels) == pytest.approx(0.13)
