@@ -22,6 +22,35 @@ def test_migrations_apply_once_and_record_versions(db_path):
     assert {"problems", "solutions", "steps", "rollouts", "work_units", "runs", "quarantine", "step_estimates"} <= tables
 
 
+def test_a_store_made_by_the_previous_version_opens_and_keeps_every_row(tmp_path):
+    """tests/data/store-v5.duckdb.gz was written by the code of commit cbd4ecf (schema 5; see
+    tests/data/make_store_v5.py). Opening it migrates it; nothing stored is lost."""
+    import gzip
+    import shutil
+    from pathlib import Path
+
+    db = tmp_path / "old.duckdb"
+    with gzip.open(Path(__file__).parent / "data" / "store-v5.duckdb.gz") as packed, open(db, "wb") as out:
+        shutil.copyfileobj(packed, out)
+    kept = {"problems": 5, "solutions": 6, "steps": 18, "work_units": 12, "rollouts": 48, "runs": 1,
+            "retrain_triggers": 1, "eval_pools": 1, "eval_candidates": 2, "prm_models": 1}
+    with Store(db) as store:
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 6
+        assert {t: store.scalar(f"SELECT count(*) FROM {t}") for t in kept} == kept
+        # Old rows read under the new columns' defaults; old runs keep their config and lineage.
+        assert store.query("SELECT DISTINCT step_format FROM solutions").rows == [("line",)]
+        assert store.query("SELECT flow_name, status, parent_run_id FROM runs").rows == [("label", "completed", None)]
+        # The score cache: the file's scores and the old PRM's complete score survive; its score cut
+        # short by the old right-truncation (1 score, 2 steps; `last` read the wrong step) is dropped
+        # so the next evaluation scores that candidate again.
+        assert store.query("SELECT model_id, candidate_index, len(step_scores) FROM eval_scores ORDER BY ALL").rows == [
+            ("file", 0, 2), ("file", 1, 1), ("prm-he-old", 1, 1)]
+        assert store.scalar("SELECT count(*) FROM labelled_steps") == 18
+        for name in saved_queries():
+            store.saved_query(name)
+        assert store.scalar("SELECT promoted FROM prm_models") is True
+
+
 def test_step_estimates_derive_he_and_se_from_rollouts(db_path):
     with Store(db_path) as store:
         seed_store(store, {1: [True, False, False, True], 2: [False, False, False, False]}, False, [True, False, False])
@@ -85,6 +114,33 @@ def test_quarantine_keeps_good_rows_and_records_bad_ones(db_path, tmp_path):
     assert [(s, line) for s, line, _ in bad] == [(str(source), 2), (str(source), 3)]
     assert "JSON" in bad[0][2] and "answer" in bad[1][2]
     assert datasets == [("problems",)]
+
+
+def test_gold_answers_the_grader_cannot_read_are_quarantined_once_at_ingest(db_path, tmp_path):
+    maths = tmp_path / "maths.jsonl"
+    maths.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "Simplify 1/2 + 1/3.", "answer": "\\frac{5}{6}"},
+        # A real MATH-train gold that math-verify reads only as a string: every answer would be "wrong".
+        {"question": "Find the probability.", "answer": "\\dfrac{1}{29,\\!322,\\!216}"},
+        {"question": "What is 2+2?", "answer": "4"},
+    ]))
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How many?", "answer": "about seven"}, {"question": "How many more?", "answer": "7"}]))
+    with Store(db_path) as store:
+        math_summary = ingest_problems(store, DatasetSettings(name="jsonl", path=str(maths), answer_kind="math"))
+        number_summary = ingest_problems(store, DatasetSettings(name="jsonl", path=str(numbers), answer_kind="numeric"))
+        again = ingest_problems(store, DatasetSettings(name="jsonl", path=str(maths), answer_kind="math"))
+        bad = store.query("SELECT source, line, reason FROM quarantine ORDER BY source, line").rows
+        golds = {r[0] for r in store.query("SELECT gold_answer FROM problems").rows}
+    assert (math_summary.loaded, math_summary.new, math_summary.quarantined, len(math_summary.problem_ids)) == (3, 2, 1, 2)
+    assert (number_summary.new, number_summary.quarantined) == (1, 1)
+    assert golds == {"\\frac{5}{6}", "4", "7"}
+    assert bad == [
+        (str(maths), 2, "unparseable gold answer: math-verify reads '\\\\dfrac{1}{29,\\\\!322,\\\\!216}' only as text"),
+        (str(numbers), 1, "unparseable gold answer: 'about seven' is not a number"),
+    ]
+    assert again.new == 0 and len(again.problem_ids) == 2  # the valid problems, once
 
 
 def test_saved_queries_run_on_an_empty_store(db_path):
