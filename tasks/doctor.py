@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.runs import process_alive
-from tasks.store import SQL_DIR, Store, StoreError
+from tasks.store import SQL_DIR, Store, StoreError, internal_sql
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def check_store(db: Path) -> list[Check]:
                       "if another prmf process is writing, wait for it; if the file is damaged, restore a backup")]
     checks = [Check("store", True, str(db))]
     with store:
-        applied = store.scalar("SELECT max(version) FROM schema_migrations") or 0
+        applied = store.scalar(internal_sql("schema_version")) or 0
         latest = max(int(p.name.split("_", 1)[0]) for p in (SQL_DIR / "ddl").glob("*.sql"))
         checks.append(Check("schema version", applied == latest, f"{applied} of {latest}",
                             None if applied == latest else "run any writing command (e.g. `prmf ingest`) to migrate"))
@@ -77,9 +77,8 @@ def check_store(db: Path) -> list[Check]:
             detail = what if not rows else f"{len(rows)}{'+' if len(rows) == 20 else ''} bad rows, e.g. {rows[0]}"
             checks.append(Check(name, not rows, detail, fix if rows else None))
         host = socket.gethostname()
-        stale = [r for r, pid in store.query(
-            "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [host]).rows
-            if pid is None or not process_alive(pid)]
+        stale = [r for r, pid in store.query(internal_sql("running_runs_on_host"), {"host": host}).rows
+                 if pid is None or not process_alive(pid)]
         checks.append(Check("unfinished runs", not stale,
                             "no run left 'running' by a dead process" if not stale else f"{len(stale)}: {stale[:3]}",
                             "rerun the same `prmf label` command: it marks them crashed and finishes their work"

@@ -23,17 +23,15 @@ def get_model(store: Store, model_id: str | None = None, kind: str | None = None
     """One ``prm_models`` row: ``model_id`` (checked to be of ``kind`` when given), or else the
     promoted model of ``kind`` (default prm), or else its newest."""
     if model_id:
-        rows = store.query("SELECT * FROM prm_models WHERE model_id = ?", [model_id]).as_dicts()
+        rows = store.query(internal_sql("model_by_id"), {"model_id": model_id}).as_dicts()
         if not rows:
-            known = [r[0] for r in store.query("SELECT model_id FROM prm_models ORDER BY created_at DESC LIMIT 5").rows]
+            known = [r[0] for r in store.query(internal_sql("newest_models")).rows]
             raise RegistryError(f"no model {model_id!r} in {store.path}; newest: {', '.join(known) or 'none'}")
         if kind and rows[0]["kind"] != kind:
             raise RegistryError(f"model {model_id!r} is an {rows[0]['kind'].upper()}, not a {kind.upper()}")
         return rows[0]
     kind = kind or "prm"
-    rows = store.query(
-        "SELECT * FROM prm_models WHERE kind = ? ORDER BY promoted DESC, created_at DESC LIMIT 1", [kind]
-    ).as_dicts()
+    rows = store.query(internal_sql("default_model"), {"kind": kind}).as_dicts()
     if not rows:
         raise RegistryError(f"no {kind.upper()} is registered in {store.path} (run `prmf train --kind {kind}` first)")
     return rows[0]
@@ -41,22 +39,21 @@ def get_model(store: Store, model_id: str | None = None, kind: str | None = None
 
 def find_model(store: Store, model_id: str | None, kind: str) -> dict[str, Any] | None:
     """Like :func:`get_model`, but None when no model of ``kind`` exists and none was named."""
-    if model_id is None and not store.scalar("SELECT count(*) FROM prm_models WHERE kind = ?", [kind]):
+    if model_id is None and not store.scalar(internal_sql("count_models"), {"kind": kind}):
         return None
     return get_model(store, model_id, kind)
 
 
 def promoted_model(store: Store, kind: str = "prm") -> dict[str, Any] | None:
-    rows = store.query("SELECT * FROM prm_models WHERE kind = ? AND promoted", [kind]).as_dicts()
+    rows = store.query(internal_sql("promoted_model"), {"kind": kind}).as_dicts()
     return rows[0] if rows else None
 
 
 def promote(store: Store, model_id: str) -> None:
-    """Make ``model_id`` the promoted model of its kind (the previous one is demoted)."""
-    kind = get_model(store, model_id)["kind"]
-    with store.transaction():
-        store.query("UPDATE prm_models SET promoted = false WHERE kind = ? AND promoted", [kind])
-        store.query("UPDATE prm_models SET promoted = true WHERE model_id = ?", [model_id])
+    """Make ``model_id`` the promoted model of its kind (the previous one is demoted), in one
+    statement, so it can be part of a caller's transaction."""
+    get_model(store, model_id)  # a clear error for an unknown id
+    store.query(internal_sql("promote"), {"model_id": model_id})
 
 
 def label_snapshot(store: Store) -> dict[str, Any]:

@@ -180,19 +180,15 @@ class Store:
         """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names."""
         applied: list[str] = []
         with self._lock:
-            self.con.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-                " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
-            )
-            done = {v for (v,) in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+            self.con.execute(internal_sql("create_schema_migrations"))
+            done = {v for (v,) in self.con.execute(internal_sql("applied_migrations")).fetchall()}
             for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
                 version = int(path.name.split("_", 1)[0])
                 if version in done:
                     continue
                 with self.transaction() as con:
                     con.execute(path.read_text())
-                    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, path.stem])
+                    con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
                 applied.append(path.stem)
             for path in sorted((SQL_DIR / "views").glob("*.sql")):
                 self.con.execute(path.read_text())
@@ -245,7 +241,7 @@ class Store:
             finally:
                 target.unregister("batch")
 
-    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         rows = self.query(sql, params).rows
         return rows[0][0] if rows else None
 
@@ -275,7 +271,7 @@ class Store:
         self.insert_rows("runs", [{**run, "status": "running"}])
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.query(internal_sql("finish_run"), [status, error, run_id, run_id, run_id])
+        self.query(internal_sql("finish_run"), {"status": status, "error": error, "run_id": run_id})
 
 
 def _lock_holder(message: str) -> str | None:

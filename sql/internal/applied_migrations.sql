@@ -1,0 +1,2 @@
+-- Versions of the migrations this store has applied.
+SELECT version FROM schema_migrations;
