@@ -14,8 +14,9 @@ Sources
     split only); gold = ``final_answer``; 2 rows have empty answers and are quarantined.
   * ``arith``   -- synthetic problems from :mod:`tasks.arith`. Problem ``i`` of seed ``s`` is
     ``generate_problem(i, s)``. The *test* split uses the separate seed range
-    ``ARITH_TEST_SEED_OFFSET + s`` (1_000_000 + s), so train and test problems are never generated
-    from the same (seed, index) stream. (Their question texts can still coincide by chance: the
+    ``ARITH_TEST_SEED_OFFSET + s`` (1_000_000 + s) and the *validation* split (the problems
+    promotion is decided on) ``ARITH_VALIDATION_SEED_OFFSET + s`` (2_000_000 + s), so no two splits
+    are generated from the same (seed, index) stream. (Question texts can still coincide by chance: the
     default difficulty has a finite story space, ~0.2% of 5000 test questions also occur among
     the first 5000 train ones.)
   * ``jsonl``   -- any JSONL / JSON-list / Parquet file with a field mapping (dotted paths such as
@@ -50,7 +51,8 @@ SPEC_DATASETS = (*BUILTIN_DATASETS, "jsonl", "hf")
 ANSWER_KINDS = ("numeric", "math")
 GOLD_FORMATS = ("plain", "gsm8k")
 ARITH_TEST_SEED_OFFSET = 1_000_000
-ARITH_SPLITS = ("train", "test")
+ARITH_VALIDATION_SEED_OFFSET = 2_000_000
+ARITH_SPLITS = ("train", "validation", "test")
 GSM8K_SPLITS = ("train", "test")
 MAX_RAW_CHARS = 2000
 
@@ -436,10 +438,12 @@ def load_math_train(path: Path | None = None, *, limit: int | None = None) -> Lo
 
 
 def arith_seed(seed: int, split: str) -> int:
-    """The generator seed for a split: ``seed`` for train, ``ARITH_TEST_SEED_OFFSET + seed`` for test."""
+    """The generator seed for a split: ``seed`` for train, ``ARITH_VALIDATION_SEED_OFFSET + seed`` for
+    validation (the promotion pools), ``ARITH_TEST_SEED_OFFSET + seed`` for test."""
     if split not in ARITH_SPLITS:
         raise DatasetError(f"arith: unknown split {split!r}; expected one of {', '.join(ARITH_SPLITS)}")
-    return seed + ARITH_TEST_SEED_OFFSET if split == "test" else seed
+    offsets = {"train": 0, "validation": ARITH_VALIDATION_SEED_OFFSET, "test": ARITH_TEST_SEED_OFFSET}
+    return seed + offsets[split]
 
 
 def load_arith(
@@ -649,8 +653,8 @@ def load_dataset_spec(dataset: str, split: str | None = None, limit: int | None 
     * ``math500`` split ``test`` only; option ``path``.
     * ``math``    split ``train`` only; option ``path``.
     * ``arith``   ``limit`` is the number of problems (required); options ``seed``, ``difficulty``
-      (an ArithDifficulty or a dict), ``start``; split ``train`` (default) or ``test`` -- the test
-      split is generated from seed ``1_000_000 + seed`` so it never reuses a train (seed, index).
+      (an ArithDifficulty or a dict), ``start``; split ``train`` (default), ``validation`` or
+      ``test``, generated from seeds ``seed``, ``2_000_000 + seed`` and ``1_000_000 + seed``.
     * ``jsonl``   options ``path`` and ``dataset_name`` (required), ``question_field``,
       ``answer_field``, ``answer_kind``, ``gold_format``; split default ``train``.
     * ``hf``      options ``name`` and ``dataset_name`` (required), ``config``, ``cache_dir`` and the

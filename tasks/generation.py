@@ -24,7 +24,7 @@ from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
 from tasks.leases import claimed_batches, release
 from tasks.progress import progress
-from tasks.steps import build_messages, prefix_text, split_steps
+from tasks.steps import StepFormat, build_messages, prefix_text, split_steps
 from tasks.store import Store, StoreError, content_key
 
 PROBLEMS_PER_CALL = 32
@@ -38,9 +38,29 @@ class GenerationSummary:
     tokens: int
     engine_seconds: float
 
+    @classmethod
+    def nothing(cls) -> "GenerationSummary":
+        """The summary of a run that had no problem to work on."""
+        return cls(0, 0, 0, 0, 0.0)
+
 
 def prompt_style(problem: dict[str, Any]) -> str:
     return "numeric" if problem["answer_kind"] == "numeric" else "math"
+
+
+def generation_key(problem_id: str, generator: str, params: str, n: int, step_format: StepFormat = "line") -> str:
+    """The content key of one generator request. The step format changes the prompt, so it is part
+    of the key (left out for ``line``, which keeps the keys of stores made before formats existed)."""
+    if step_format == "line":
+        return content_key(problem_id, generator, params, n)
+    return content_key(problem_id, generator, params, n, step_format)
+
+
+def solution_key(problem_id: str, generator: str, text: str, step_format: StepFormat = "line") -> str:
+    """The content key of a distinct solution: its text split another way is another solution."""
+    if step_format == "line":
+        return content_key(problem_id, generator, text)
+    return content_key(problem_id, generator, text, step_format)
 
 
 def gold_labels(problem: dict[str, Any], steps: list[str], correct: bool) -> list[bool | None]:
@@ -53,12 +73,13 @@ def gold_labels(problem: dict[str, Any], steps: list[str], correct: bool) -> lis
 
 
 def solution_rows(
-    problem: dict[str, Any], generation_id: str, generator: str, text: str, num_tokens: int, grade: GradeResult, run_id: str
+    problem: dict[str, Any], generation_id: str, generator: str, text: str, num_tokens: int, grade: GradeResult,
+    run_id: str, step_format: StepFormat = "line",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    steps = split_steps(text)
+    steps = split_steps(text, step_format)
     if not steps:
         return None
-    solution_id = content_key(problem["problem_id"], generator, text)
+    solution_id = solution_key(problem["problem_id"], generator, text, step_format)
     solution = {
         "solution_id": solution_id,
         "problem_id": problem["problem_id"],
@@ -70,6 +91,7 @@ def solution_rows(
         "grade_status": grade.status,
         "num_tokens": num_tokens,
         "num_steps": len(steps),
+        "step_format": step_format,
         "run_id": run_id,
     }
     golds = gold_labels(problem, steps, grade.correct)
@@ -78,7 +100,7 @@ def solution_rows(
             "solution_id": solution_id,
             "step_index": i + 1,
             "text": step,
-            "prefix_hash": content_key(prefix_text(steps, i + 1)),
+            "prefix_hash": content_key(prefix_text(steps, i + 1, step_format)),
             "gold": gold,
         }
         for i, (step, gold) in enumerate(zip(steps, golds))
@@ -93,7 +115,8 @@ def generate_solutions(
     completer = completer or get_completer(config.generator)
     params = config.generation.key()
     problems = store.problems_by_id(problem_ids)
-    keyed = {content_key(p["problem_id"], completer.identity, params, config.solutions): p for p in problems}
+    keyed = {generation_key(p["problem_id"], completer.identity, params, config.solutions, config.step_format): p
+             for p in problems}
     done = store.existing_keys("generations", "generation_id", list(keyed))
     pending = [gid for gid in keyed if gid not in done]
 
@@ -109,12 +132,13 @@ def generate_solutions(
         ):
             batch = [(gid, keyed[gid]) for gid in keys]
             with store.released():  # other runners may store meanwhile
-                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for _, p in batch]
+                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
+                           for _, p in batch]
                 t0 = time.perf_counter()
                 outputs = complete_adaptive(completer, prompts, config.solutions, config.generation)
                 engine_seconds += time.perf_counter() - t0
                 generations, solutions, steps, batch_empty = _rows(batch, outputs, grader, completer.identity, params,
-                                                                   config.solutions, run_id)
+                                                                   config.solutions, run_id, config.step_format)
             requests += len(batch)
             empty += batch_empty
             tokens += sum(g["num_tokens"] for g in generations)
@@ -130,7 +154,7 @@ def generate_solutions(
 
 def _rows(
     batch: list[tuple[str, dict[str, Any]]], outputs: list[list[Completion]], grader: Grader, generator: str,
-    params: str, n: int, run_id: str,
+    params: str, n: int, run_id: str, step_format: StepFormat,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], int]:
     """Grade one batch of samples; build its generations, (deduplicated) solutions and steps rows."""
     samples = [(gid, p, c) for (gid, p), group in zip(batch, outputs) for c in group]
@@ -144,7 +168,7 @@ def _rows(
     steps: list[dict[str, Any]] = []
     empty = 0
     for (gid, p, c), grade in zip(samples, grades):
-        rows = solution_rows(p, gid, generator, c.text, c.num_tokens, grade, run_id)
+        rows = solution_rows(p, gid, generator, c.text, c.num_tokens, grade, run_id, step_format)
         if rows is None:
             empty += 1
         elif rows[0]["solution_id"] not in solutions:  # identical samples: keep one

@@ -257,6 +257,18 @@ def _math_verify_worker(answer: str, gold: str) -> bool:
     return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
 
 
+def _math_verify_gold_worker(gold: str) -> bool:
+    """Runs in a pebble worker process: does math-verify read ``gold`` as a maths object?
+
+    math-verify falls back to the raw string for text it cannot parse, and such a gold would
+    match nothing the model writes: every rollout of its problem would be labelled incorrect.
+    """
+    import math_verify.parser
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    return any(not isinstance(item, str) for item in _math_verify_parse(gold))
+
+
 class Grader:
     """Grades many ``(answer, gold, kind)`` items; kind is ``"numeric"`` (GSM8K, arith) or
     ``"math"`` (MATH-style, math-verify).
@@ -338,18 +350,48 @@ class Grader:
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]  # every slot was filled above
 
-    def _schedule(self, answer: str, gold: str) -> Any:
+    def check_golds(self, items: Sequence[tuple[str, GradeKind]]) -> list[str | None]:
+        """Whether each gold answer can be graded at all: None if it can, else the reason.
+
+        Checked once, at ingest, so a problem whose gold the grader cannot read goes to quarantine
+        instead of turning every rollout of it into an "incorrect" label. Numeric golds must be
+        numbers; math golds must parse as maths (not just as a string) within ``timeout_s``.
+        """
+        reasons: list[str | None] = [None] * len(items)
+        futures = {}
+        for index, (gold, kind) in enumerate(items):
+            if not gold.strip():
+                reasons[index] = "unparseable gold answer: blank"
+            elif kind == "numeric":
+                if parse_number(gold) is None:
+                    reasons[index] = f"unparseable gold answer: {gold[:80]!r} is not a number"
+            elif kind == "math":
+                futures[index] = self._schedule(gold, fn=_math_verify_gold_worker)
+            else:
+                raise ValueError(f"item {index}: unknown grading kind {kind!r}")
+        for index, future in futures.items():
+            gold = items[index][0]
+            try:
+                if not future.result():
+                    reasons[index] = f"unparseable gold answer: math-verify reads {gold[:80]!r} only as text"
+            except FutureTimeoutError:
+                reasons[index] = f"unparseable gold answer: math-verify did not parse {gold[:80]!r} in {self.timeout_s:g} s"
+            except Exception as error:  # noqa: BLE001 - the checker crashed on it
+                reasons[index] = f"unparseable gold answer: math-verify failed on {gold[:80]!r} ({error!r})"
+        return reasons
+
+    def _schedule(self, *args: str, fn: Any = _math_verify_worker) -> Any:
         """Schedule one check; a pool that broke as a whole (not just a worker) is replaced once."""
         pool = self._ensure_pool()
         try:
-            return pool.schedule(_math_verify_worker, args=(answer, gold), timeout=self.timeout_s)
+            return pool.schedule(fn, args=args, timeout=self.timeout_s)
         except RuntimeError as error:  # pebble: "The Pool is not active" after its manager failed
             logger.warning("math-verify pool stopped working (%r); starting a new one", error)
             with self._lock:
                 if self._pool is pool:
                     self._pool = None
             pool.stop()
-            return self._ensure_pool().schedule(_math_verify_worker, args=(answer, gold), timeout=self.timeout_s)
+            return self._ensure_pool().schedule(fn, args=args, timeout=self.timeout_s)
 
     def close(self) -> None:
         """Stop the worker pool (killing any running check). Idempotent."""

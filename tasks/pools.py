@@ -19,14 +19,14 @@ from typing import Any
 
 from tasks.completers import Completer, complete_adaptive, completer_session
 from tasks.config import DatasetSettings, EvalConfig
-from tasks.evaluation import PoolLineError, load_pool
+from tasks.evaluation import PoolLineError, PoolProblem, load_pool
 from tasks.generation import prompt_style
 from tasks.grading import Grader, extract_answer, parse_number
 from tasks.ingest import ingest_problems
 from tasks.models import resolve_model
 from tasks.progress import progress
-from tasks.steps import build_messages, split_steps
-from tasks.store import Store, StoreError, content_key, to_json
+from tasks.steps import StepFormat, build_messages, split_steps
+from tasks.store import Store, StoreError, content_key, internal_sql, to_json
 
 PROBLEMS_PER_CALL = 16
 FILE_SCORES = "file"  # eval_scores.model_id of scores given in an external pool file
@@ -42,30 +42,36 @@ class Pool:
     line_errors: tuple[PoolLineError, ...] = ()
 
 
-def candidate_steps(text: str) -> list[str]:
-    """The steps a reward model scores: the text's lines, or the whole text when it has none."""
-    return split_steps(text) or [text.strip() or "(empty response)"]
+def candidate_steps(text: str, step_format: StepFormat = "line") -> list[str]:
+    """The steps a reward model scores: the text split in ``step_format``, or the whole text when
+    it has no step."""
+    return split_steps(text, step_format) or [text.strip() or "(empty response)"]
 
 
-def generated_pool_id(dataset: str, split: str, generator: str, params: str, n_max: int) -> str:
-    return content_key("pool", dataset, split, generator, params, n_max)
+def generated_pool_id(dataset: str, split: str, generator: str, params: str, n_max: int,
+                      step_format: StepFormat = "line") -> str:
+    """A pool's identity; the step format is part of it except for ``line`` (the ids of stores made
+    before formats existed)."""
+    if step_format == "line":
+        return content_key("pool", dataset, split, generator, params, n_max)
+    return content_key("pool", dataset, split, generator, params, n_max, step_format)
 
 
 def ensure_generated_pool(store: Store, settings: DatasetSettings, config: EvalConfig, run_id: str) -> Pool:
     """The pool for ``settings``' problems, sampling the candidates of problems not in it yet
     (the engine starts only then: a pool that is complete costs no engine start)."""
-    ingested = ingest_problems(store, settings, run_id)
+    ingested = ingest_problems(store, settings, run_id, config.grader_workers, config.grader_timeout_s)
     if not ingested.problem_ids:
         raise ValueError(f"dataset {settings.name}/{settings.split}: no valid problems to evaluate")
     params = config.sampling.key()
     generator = resolve_model(config.generator.model).identity  # the engine starts only if needed
-    pool_id = generated_pool_id(ingested.dataset, ingested.split, generator, params, config.n_max)
+    pool_id = generated_pool_id(ingested.dataset, ingested.split, generator, params, config.n_max, config.step_format)
     store.insert_rows("eval_pools", [{
         "pool_id": pool_id, "dataset": ingested.dataset, "split": ingested.split, "source": "generated",
-        "generator_model": generator, "params": params, "n_max": config.n_max, "run_id": run_id,
+        "generator_model": generator, "params": params, "n_max": config.n_max, "step_format": config.step_format,
+        "run_id": run_id,
     }])
-    done = {r[0] for r in store.query("SELECT DISTINCT problem_id FROM eval_candidates WHERE pool_id = ?",
-                                      [pool_id]).rows}
+    done = {r[0] for r in store.query(internal_sql("pool_problems"), {"pool_id": pool_id}).rows}
     pending = [pid for pid in ingested.problem_ids if pid not in done]
     if pending:
         # A failed engine is discarded, so a retry starts a fresh one; the session's engine is
@@ -83,14 +89,16 @@ def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: 
         for start in range(0, len(problems), PROBLEMS_PER_CALL):
             batch = problems[start : start + PROBLEMS_PER_CALL]
             with store.released():  # the engine works with the file free for other runners
-                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p))) for p in batch]
+                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
+                           for p in batch]
                 outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling)
                 samples = [(p, i, c, extract_answer(c.text)) for p, group in zip(batch, outputs)
                            for i, c in enumerate(group)]
                 grades = grader.grade([(answer, p["gold_answer"], p["answer_kind"]) for p, _, _, answer in samples])
             rows = [{
                 "pool_id": pool_id, "problem_id": p["problem_id"], "candidate_index": i, "question": p["question"],
-                "gold_answer": p["gold_answer"], "text": c.text, "steps": to_json(candidate_steps(c.text)),
+                "gold_answer": p["gold_answer"], "text": c.text,
+                "steps": to_json(candidate_steps(c.text, config.step_format)),
                 "final_answer": answer, "correct": g.correct, "grade_status": g.status, "num_tokens": c.num_tokens,
                 "run_id": run_id,
             } for (p, i, c, answer), g in zip(samples, grades)]
@@ -103,6 +111,7 @@ def import_external_pool(store: Store, path: Path, config: EvalConfig, run_id: s
     """Import a JSONL pool file (see :func:`tasks.evaluation.load_pool`); grade responses that
     come without ``correct``; store given ``scores`` under model id ``file``."""
     problems, errors = load_pool(path)
+    problems, errors = _readable_golds(problems, errors, path, config)
     if not problems:
         detail = "; ".join(str(e) for e in errors[:3]) or "the file is empty"
         raise ValueError(f"{path}: no valid problem in the pool ({detail})")
@@ -112,20 +121,38 @@ def import_external_pool(store: Store, path: Path, config: EvalConfig, run_id: s
     keys = [content_key("external", p.question, p.gold) for p in problems]
     store.insert_rows("eval_pools", [{
         "pool_id": pool_id, "dataset": dataset, "split": "external", "source": str(Path(path).resolve()),
-        "generator_model": None, "params": None, "n_max": n_max, "run_id": run_id,
+        "generator_model": None, "params": None, "n_max": n_max, "step_format": config.step_format, "run_id": run_id,
     }])
-    if not store.scalar("SELECT count(*) FROM eval_candidates WHERE pool_id = ?", [pool_id]):
+    if not store.scalar(internal_sql("count_pool_candidates"), {"pool_id": pool_id}):
         with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader:
-            rows, scores = _external_rows(pool_id, problems, keys, grader, run_id)
+            rows, scores = _external_rows(pool_id, problems, keys, grader, run_id, config.step_format)
         with store.transaction():
             store.insert_rows("eval_candidates", rows)
             store.insert_rows("eval_scores", scores)
     return Pool(pool_id, dataset, "external", tuple(dict.fromkeys(keys)), len(problems), tuple(errors))
 
 
-def _external_rows(pool_id: str, problems: Sequence[Any], keys: Sequence[str], grader: Grader, run_id: str):
-    to_grade = [(extract_answer(r), p.gold, "numeric" if parse_number(p.gold) is not None else "math")
-                for p in problems if p.correct is None for r in p.responses]
+def _gold_kind(gold: str) -> str:
+    return "numeric" if parse_number(gold) is not None else "math"
+
+
+def _readable_golds(problems: list[PoolProblem], errors: list[PoolLineError], path: Path, config: EvalConfig
+                    ) -> tuple[list[PoolProblem], list[PoolLineError]]:
+    """Lines whose gold answer the grader cannot read become line errors (only where the pool file
+    leaves grading to us): graded against it, every response would count as incorrect."""
+    ungraded = [p for p in problems if p.correct is None]
+    if not ungraded:
+        return problems, errors
+    with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader:
+        reasons = dict(zip((p.line for p in ungraded), grader.check_golds([(p.gold, _gold_kind(p.gold)) for p in ungraded])))
+    bad = [PoolLineError(line, why, str(path)) for line, why in reasons.items() if why]
+    return [p for p in problems if not reasons.get(p.line)], sorted([*errors, *bad], key=lambda e: e.line)
+
+
+def _external_rows(pool_id: str, problems: Sequence[Any], keys: Sequence[str], grader: Grader, run_id: str,
+                   step_format: StepFormat):
+    to_grade = [(extract_answer(r), p.gold, _gold_kind(p.gold)) for p in problems if p.correct is None
+                for r in p.responses]
     grades = iter(grader.grade(to_grade)) if to_grade else iter(())
     rows, scores, seen = [], [], set()
     for problem, key in zip(problems, keys):
@@ -139,7 +166,8 @@ def _external_rows(pool_id: str, problems: Sequence[Any], keys: Sequence[str], g
                 grade = next(grades)
                 correct, status = grade.correct, grade.status
             rows.append({"pool_id": pool_id, "problem_id": key, "candidate_index": i, "question": problem.question,
-                         "gold_answer": problem.gold, "text": response, "steps": to_json(candidate_steps(response)),
+                         "gold_answer": problem.gold, "text": response,
+                         "steps": to_json(candidate_steps(response, step_format)),
                          "final_answer": extract_answer(response), "correct": correct, "grade_status": status,
                          "num_tokens": 0, "run_id": run_id})
             if problem.scores is not None:
@@ -150,10 +178,7 @@ def _external_rows(pool_id: str, problems: Sequence[Any], keys: Sequence[str], g
 
 def load_candidates(store: Store, pool: Pool) -> dict[str, list[dict[str, Any]]]:
     """Candidates per problem (candidate_index order), for the pool's evaluated problems."""
-    rows = store.query(
-        "SELECT problem_id, candidate_index, question, steps, final_answer, correct FROM eval_candidates "
-        "WHERE pool_id = ? ORDER BY problem_id, candidate_index", [pool.pool_id]
-    ).as_dicts()
+    rows = store.query(internal_sql("pool_candidates"), {"pool_id": pool.pool_id}).as_dicts()
     wanted = set(pool.problem_ids)
     by_problem: dict[str, list[dict[str, Any]]] = {}
     for row in rows:

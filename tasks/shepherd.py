@@ -29,7 +29,7 @@ from tasks.grading import Grader, extract_answer
 from tasks.leases import claimed_batches, release
 from tasks.models import resolve_model
 from tasks.progress import progress
-from tasks.steps import build_messages, prefix_text
+from tasks.steps import StepFormat, build_messages, prefix_text
 from tasks.store import Store, StoreError, content_key
 
 STRATEGY = "math_shepherd"
@@ -43,6 +43,7 @@ class WorkUnit:
     prefix_hash: str
     solution_id: str  # the first solution (and step) that needs this prefix
     step_index: int
+    step_format: StepFormat = "line"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class LabelSummary:
     rollouts: int
     tokens: int
     engine_seconds: float
+
+    @classmethod
+    def nothing(cls) -> "LabelSummary":
+        """The summary of a run that had no problem to work on."""
+        return cls(0, 0, 0, 0, 0, 0, 0, 0.0)
 
 
 def plan_units(store: Store, problem_ids: list[str], config: LabelConfig, completer_identity: str) -> list[WorkUnit]:
@@ -70,11 +76,13 @@ def plan_units(store: Store, problem_ids: list[str], config: LabelConfig, comple
     for solution_id, steps in by_solution.items():
         texts = [s["text"] for s in steps]
         problem = problems[steps[0]["problem_id"]]
+        step_format = steps[0]["step_format"]  # as the solution was split, so the prefix is its own text
         for step in steps[:-1]:  # the complete solution is its own estimate
             k = step["step_index"]
             unit_id = content_key(problem["problem_id"], step["prefix_hash"], completer_identity, params, STRATEGY, config.rollouts)
             if unit_id not in units:
-                units[unit_id] = WorkUnit(unit_id, problem, prefix_text(texts, k), step["prefix_hash"], solution_id, k)
+                units[unit_id] = WorkUnit(unit_id, problem, prefix_text(texts, k, step_format), step["prefix_hash"],
+                                          solution_id, k, step_format)
     return list(units.values())
 
 
@@ -129,7 +137,8 @@ def label_prefixes(
 
 def _complete(completer: Completer, batch: list[WorkUnit], config: LabelConfig) -> list[list[Completion]]:
     prompts = [
-        completer.chat_prompt(build_messages(u.problem["question"], prompt_style(u.problem)), u.prefix) for u in batch
+        completer.chat_prompt(build_messages(u.problem["question"], prompt_style(u.problem), u.step_format), u.prefix)
+        for u in batch
     ]
     try:
         return complete_adaptive(completer, prompts, config.rollouts, config.rollout)

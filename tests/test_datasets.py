@@ -18,6 +18,7 @@ import pytest
 from tasks.arith import ArithDifficulty, generate_problem
 from tasks.datasets import (
     ARITH_TEST_SEED_OFFSET,
+    ARITH_VALIDATION_SEED_OFFSET,
     BUILTIN_DATASETS,
     DatasetError,
     LoadResult,
@@ -168,8 +169,14 @@ def test_arith_test_split_uses_a_separate_seed_range():
     # texts differ almost always (the default story space is finite, so a rare identical story is possible)
     same_text = {p.question for p in train.problems} & {p.question for p in test.problems}
     assert len(same_text) <= 3
+    # The validation split (promotion pools) is a third seed range, disjoint from both.
+    validation = load_arith(300, seed=0, split="validation")
+    assert {p.meta["seed"] for p in validation.problems} == {ARITH_VALIDATION_SEED_OFFSET}
+    assert validation.problems[5].question == generate_problem(5, ARITH_VALIDATION_SEED_OFFSET).question
+    ids = {p.problem_id for p in validation.problems}
+    assert ids.isdisjoint({p.problem_id for p in train.problems} | {p.problem_id for p in test.problems})
     with pytest.raises(DatasetError, match="split"):
-        load_arith(3, split="validation")
+        load_arith(3, split="dev")
 
 
 # --- user JSONL ---------------------------------------------------------------------------------
