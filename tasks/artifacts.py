@@ -16,7 +16,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.best_of_n import PoolEvaluation, plot_accuracy, results_table
+from tasks.best_of_n import PoolEvaluation, diagnostics_table, plot_accuracy, results_table
+from tasks.ingest import IngestSummary
 from tasks.progress import artifact_key
 from tasks.promotion import Decision
 from tasks.store import Store
@@ -33,6 +34,14 @@ def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | 
             description=f"best-of-N on {evaluation.dataset}/{evaluation.split}, {evaluation.problems} problems; "
                         f"PRM {evaluation.prm or '-'}, ORM {evaluation.orm or '-'}",
         )
+        if evaluation.diagnostics:
+            columns, rows = diagnostics_table(evaluation)
+            create_table_artifact(
+                [dict(zip(columns, row)) for row in rows],
+                key=artifact_key("scorers", evaluation.dataset, evaluation.split),
+                description=f"scorer diagnostics on {evaluation.dataset}/{evaluation.split}: AUC of each solution "
+                            "score against correctness (0.5 = chance) and its rank correlation with length",
+            )
     png = plot_accuracy(evaluations, plot_path)
     image = base64.b64encode(png).decode()
     lines = ["# Accuracy vs N", "", f"![accuracy vs N](data:image/png;base64,{image})", ""]
@@ -44,8 +53,12 @@ def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | 
 
 
 def publish_decisions(decisions: Sequence[Decision]) -> None:
-    create_table_artifact([asdict(d) for d in decisions], key="promotion",
-                          description="new models vs the promoted ones (same pools, same candidates)")
+    create_table_artifact(
+        [{k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(d).items()} for d in decisions],
+        key="promotion",
+        description="new models vs the promoted ones (a first model: vs majority vote) on the validation pools, "
+                    "same candidates; paired bootstrap over problems",
+    )
 
 
 def publish_training(results: Sequence[dict[str, Any]]) -> None:
@@ -70,9 +83,19 @@ def publish_label_stats(store: Store) -> None:
         f"prmf query models --db {path}",
         f"prmf query \"SELECT dataset, count(*) FROM problems GROUP BY 1\" --json --db {path}",
         f"prmf query retrain_triggers --db {path}",
-        "```", "", "Tables: problems, solutions, steps, work_units, rollouts, runs, prm_models, eval_candidates, "
-        "eval_results, retrain_triggers; views: step_estimates (HE/SE per step), labelled_steps.",
+        f"prmf query promotions --db {path}",
+        f"prmf query scorer_diagnostics --db {path}",
+        "```", "", "Tables: problems, solutions, steps, work_units, rollouts, runs (every flow run), prm_models, "
+        "eval_candidates, eval_results, eval_diagnostics, promotion_decisions, retrain_triggers, quarantine; "
+        "views: step_estimates (HE/SE per step), labelled_steps.",
     ]), key="store-guide", description="where the data is and how to query it")
+
+
+def publish_exhaustion(selected: IngestSummary) -> None:
+    """A note on the run page when a data cursor found nothing (or too little) left to label."""
+    create_markdown_artifact(f"# Dataset exhausted\n\n{selected.describe_exhaustion()}.\n",
+                             key=artifact_key("exhausted", selected.dataset, selected.split),
+                             description=f"{selected.dataset}/{selected.split}: the data cursor reached its end")
 
 
 def _plain(value: Any) -> Any:
@@ -86,6 +109,11 @@ def _plain(value: Any) -> Any:
 def publish_label_stats_task(db: str) -> None:
     with Store(db) as store:
         publish_label_stats(store)
+
+
+@task(name="publish-exhaustion", cache_policy=NO_CACHE, task_run_name="publish-exhaustion-{selected.dataset}")
+def publish_exhaustion_task(selected: IngestSummary) -> None:
+    publish_exhaustion(selected)
 
 
 @task(name="publish-evaluation", cache_policy=NO_CACHE, task_run_name="publish-evaluation")

@@ -19,17 +19,39 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import DatasetSettings, EvalConfig
-from tasks.evaluation import Candidate, MethodResult, evaluate_pool
+from tasks.diagnostics import auc, length_bias
+from tasks.evaluation import AGGREGATIONS, Candidate, MethodResult, aggregate, evaluate_pool
 from tasks.pools import FILE_SCORES, Pool, ensure_generated_pool, import_external_pool, load_candidates
 from tasks.progress import progress
 from tasks.registry import find_model
-from tasks.store import Store, StoreError
+from tasks.store import Store, StoreError, internal_sql
 from tasks.training import RewardModel
 
 
 @dataclass(frozen=True)
+class ScorerDiagnostic:
+    """How well one reward model's solution score (one aggregation) ranks a pool's candidates.
+
+    ``auc``: probability that a correct candidate outscores an incorrect one (0.5 = chance; None
+    when all candidates are correct or none is). ``spearman_steps`` / ``spearman_tokens``: rank
+    correlation of the score with the number of steps / tokens (length bias). ``truncated``:
+    candidates longer than the scorer's context, scored on their final steps.
+    """
+
+    model_id: str
+    aggregation: str | None
+    candidates: int
+    correct: int
+    truncated: int
+    auc: float | None
+    spearman_steps: float | None
+    spearman_tokens: float | None
+
+
+@dataclass(frozen=True)
 class PoolEvaluation:
-    """One pool's results: which models were used and every (method, aggregation, N) accuracy."""
+    """One pool's results: which models were used, every (method, aggregation, N) accuracy and the
+    scorers' diagnostics."""
 
     pool_id: str
     dataset: str
@@ -39,57 +61,73 @@ class PoolEvaluation:
     orm: str | None
     results: tuple[MethodResult, ...]
     line_errors: tuple[str, ...] = ()
+    diagnostics: tuple[ScorerDiagnostic, ...] = ()
 
 
 @lru_cache(maxsize=2)
-def load_reward_model(path: str) -> RewardModel:
+def load_reward_model(path: str, max_length: int | None = None) -> RewardModel:
     """Reward models stay loaded across the pools of one evaluation (and the PRM and ORM both fit)."""
-    return RewardModel(path)
+    return RewardModel(path, max_length=max_length)
 
 
-def score_pool(store: Store, pool: Pool, model: dict[str, Any], batch_size: int) -> int:
-    """Score the pool's candidates this model has not scored yet; returns how many it scored."""
-    missing = store.query(
-        "SELECT c.problem_id, c.candidate_index, c.question, c.steps FROM eval_candidates c "
-        "ANTI JOIN eval_scores s ON s.model_id = ? AND s.pool_id = c.pool_id AND s.problem_id = c.problem_id "
-        "AND s.candidate_index = c.candidate_index WHERE c.pool_id = ? ORDER BY c.problem_id, c.candidate_index",
-        [model["model_id"], pool.pool_id],
-    ).as_dicts()
+def score_pool(store: Store, pool: Pool, model: dict[str, Any], batch_size: int, max_length: int | None = None) -> int:
+    """Score the pool's candidates this model has not scored yet; returns how many it scored.
+
+    ``max_length``: tokens the model reads per candidate (None: its context window); a longer
+    candidate is scored on its final steps and stored with ``truncated``.
+    """
+    missing = store.query(internal_sql("unscored_candidates"), {"model_id": model["model_id"], "pool_id": pool.pool_id}
+                          ).as_dicts()
     wanted = set(pool.problem_ids)
     missing = [m for m in missing if m["problem_id"] in wanted]
     if not missing:
         return 0
     with store.released(), progress(f"scoring {pool.dataset} with {model['model_id']}", len(missing)) as advance:
-        reward_model = load_reward_model(model["path"])
+        reward_model = load_reward_model(model["path"], max_length)
         scores = reward_model.score_many([(m["question"], json.loads(m["steps"])) for m in missing],
                                          batch_size, advance)
     rows = [{"model_id": model["model_id"], "pool_id": pool.pool_id, "problem_id": m["problem_id"],
-             "candidate_index": m["candidate_index"], "step_scores": s or [0.0]}  # [] only if nothing fit
+             "candidate_index": m["candidate_index"], "step_scores": list(s.step_scores), "truncated": s.truncated}
             for m, s in zip(missing, scores)]
     with store.transaction():
         store.insert_rows("eval_scores", rows)
     return len(rows)
 
 
-def _scores(store: Store, pool: Pool, model_id: str) -> dict[tuple[str, int], tuple[float, ...]]:
-    rows = store.query("SELECT problem_id, candidate_index, step_scores FROM eval_scores "
-                       "WHERE model_id = ? AND pool_id = ?", [model_id, pool.pool_id]).rows
-    return {(p, i): tuple(s) for p, i, s in rows}
+def _scores(store: Store, pool: Pool, model_id: str) -> dict[tuple[str, int], tuple[tuple[float | None, ...], bool]]:
+    rows = store.query(internal_sql("pool_scores"), {"model_id": model_id, "pool_id": pool.pool_id}).rows
+    return {(p, i): (tuple(s), bool(t)) for p, i, s, t in rows}
+
+
+def _require_scored(pool: Pool, model_id: str, scores: dict, keys: Sequence[tuple[str, int]]) -> None:
+    """Every candidate must have this model's scores: a method never vanishes from a table silently."""
+    unscored = [f"{p}#{i}" for p, i in keys if (p, i) not in scores]
+    if unscored:
+        shown = ", ".join(unscored[:5]) + (f" and {len(unscored) - 5} more" if len(unscored) > 5 else "")
+        raise StoreError(f"pool {pool.dataset}/{pool.split} ({pool.pool_id}): {len(unscored)} of {len(keys)} "
+                         f"candidates have no scores from {model_id}: {shown}")
 
 
 def pool_candidates(
     store: Store, pool: Pool, prm_id: str | None, orm_id: str | None
 ) -> tuple[list[str], list[list[Candidate]]]:
-    """The pool's problems (keys) and their candidates, with the given models' scores attached."""
+    """The pool's problems (keys) and their candidates, with the given models' scores attached.
+
+    Raises StoreError naming the candidates a given model has not scored.
+    """
     by_problem = load_candidates(store, pool)
+    keys = [pid for pid in pool.problem_ids if pid in by_problem]
+    wanted = [(pid, row["candidate_index"]) for pid in keys for row in by_problem[pid]]
     prm_scores = _scores(store, pool, prm_id) if prm_id else {}
     orm_scores = _scores(store, pool, orm_id) if orm_id else {}
-    keys = [pid for pid in pool.problem_ids if pid in by_problem]
+    for model_id, scores in ((prm_id, prm_scores), (orm_id, orm_scores)):
+        if model_id:
+            _require_scored(pool, model_id, scores, wanted)
     problems = [[
         Candidate(
             answer=row["final_answer"], correct=row["correct"],
-            step_scores=prm_scores.get((pid, row["candidate_index"])) if prm_id else None,
-            outcome_score=orm_scores[(pid, row["candidate_index"])][-1] if orm_id else None,
+            step_scores=prm_scores[(pid, row["candidate_index"])][0] if prm_id else None,
+            outcome_score=orm_scores[(pid, row["candidate_index"])][0][-1] if orm_id else None,
         ) for row in by_problem[pid]] for pid in keys]
     return keys, problems
 
@@ -100,36 +138,65 @@ def usable_ns(ns: Sequence[int], problems: Sequence[Sequence[Candidate]]) -> lis
     return [n for n in ns if n <= available] or [available]
 
 
+def diagnose(store: Store, pool: Pool, model_id: str, kind: str) -> list[ScorerDiagnostic]:
+    """AUC against correctness and length bias of a model's solution score on the pool's evaluated
+    candidates (all N_max of each problem); a PRM once per aggregation."""
+    wanted = set(pool.problem_ids)
+    rows = [r for r in store.query(internal_sql("pool_scores_with_lengths"),
+                                   {"model_id": model_id, "pool_id": pool.pool_id}).as_dicts()
+            if r["problem_id"] in wanted]
+    if not rows:
+        return []
+    labels = [bool(r["correct"]) for r in rows]
+    steps = [r["num_steps"] for r in rows]
+    tokens = [r["num_tokens"] for r in rows]
+    truncated = sum(bool(r["truncated"]) for r in rows)
+    aggregations: tuple[str | None, ...] = AGGREGATIONS if kind == "prm" else (None,)
+    found = []
+    for how in aggregations:
+        scores = [aggregate(r["step_scores"], how) if how else r["step_scores"][-1] for r in rows]
+        bias = length_bias(scores, steps, tokens)
+        found.append(ScorerDiagnostic(model_id, how, len(rows), sum(labels), truncated, auc(scores, labels),
+                                      bias["spearman_steps"], bias["spearman_tokens"]))
+    return found
+
+
 def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -> PoolEvaluation:
-    """Score the pool with the configured PRM and ORM (when registered) and store every accuracy.
+    """Score the pool with the configured PRM and ORM (when registered), store every accuracy and
+    the scorers' diagnostics.
 
     An external pool's own ``scores`` stand in for the PRM when no PRM is named.
     """
     prm = find_model(store, config.prm, "prm")
     orm = find_model(store, config.orm, "orm")
-    has_file_scores = bool(store.scalar("SELECT count(*) FROM eval_scores WHERE model_id = ? AND pool_id = ?",
-                                        [FILE_SCORES, pool.pool_id]))
+    has_file_scores = bool(store.scalar(internal_sql("count_pool_scores"),
+                                        {"model_id": FILE_SCORES, "pool_id": pool.pool_id}))
     if has_file_scores and config.prm is None:
         prm_id: str | None = FILE_SCORES
     else:
         prm_id = prm["model_id"] if prm else None
         if prm:
-            score_pool(store, pool, prm, config.score_batch_size)
+            score_pool(store, pool, prm, config.score_batch_size, config.score_max_length)
     if orm:
-        score_pool(store, pool, orm, config.score_batch_size)
+        score_pool(store, pool, orm, config.score_batch_size, config.score_max_length)
     orm_id = orm["model_id"] if orm else None
     keys, problems = pool_candidates(store, pool, prm_id, orm_id)
     if not problems:
         raise StoreError(f"pool {pool.pool_id} ({pool.dataset}) has no candidates for its problems")
     results = evaluate_pool(problems, usable_ns(config.ns, problems), keys, seed=config.seed)
+    diagnostics = [d for model_id, kind in ((prm_id, "prm"), (orm_id, "orm")) if model_id
+                   for d in diagnose(store, pool, model_id, kind)]
     used = {"prm_best_of_n": prm_id, "prm_weighted_vote": prm_id, "orm_best_of_n": orm_id}
     with store.transaction():
         store.insert_rows("eval_results", [{
             "run_id": run_id, "pool_id": pool.pool_id, "dataset": pool.dataset, "model_id": used.get(r.method),
             **asdict(r),
         } for r in results], skip_existing=False)
+        store.insert_rows("eval_diagnostics", [{
+            "run_id": run_id, "pool_id": pool.pool_id, "dataset": pool.dataset, "split": pool.split, **asdict(d),
+        } for d in diagnostics], skip_existing=False)
     return PoolEvaluation(pool.pool_id, pool.dataset, pool.split, len(problems), prm_id, orm_id, tuple(results),
-                          tuple(str(e) for e in pool.line_errors))
+                          tuple(str(e) for e in pool.line_errors), tuple(diagnostics))
 
 
 # --- presentation -------------------------------------------------------------------------------
@@ -140,13 +207,35 @@ def method_name(result: MethodResult) -> str:
 
 
 def results_table(evaluation: PoolEvaluation) -> tuple[list[str], list[list[Any]]]:
-    """Rows: one per method, columns: accuracy [95% CI] at each N."""
+    """Rows: one per method; columns: accuracy [95% CI] at each N, and a note flagging a selector
+    that does worse than pass@1 (picking a candidate at random) at the largest N."""
     ns = sorted({r.n for r in evaluation.results})
-    columns = ["method", *(f"N={n}" for n in ns)]
-    rows: dict[str, dict[int, str]] = {}
+    columns = ["method", *(f"N={n}" for n in ns), "note"]
+    rows: dict[str, dict[int, MethodResult]] = {}
     for r in evaluation.results:
-        rows.setdefault(method_name(r), {})[r.n] = f"{r.accuracy:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-    return columns, [[name, *(cells.get(n, "") for n in ns)] for name, cells in rows.items()]
+        rows.setdefault(method_name(r), {})[r.n] = r
+    chance = {r.n: r.accuracy for r in evaluation.results if r.method == "pass@1"}
+    table = []
+    for name, cells in rows.items():
+        top = cells.get(ns[-1])
+        worse = top is not None and top.method != "pass@1" and top.accuracy < chance.get(top.n, 0.0)
+        table.append([name, *(f"{cells[n].accuracy:.3f} [{cells[n].ci_low:.2f}, {cells[n].ci_high:.2f}]"
+                              if n in cells else "" for n in ns),
+                      f"worse than pass@1 at N={ns[-1]}" if worse else ""])
+    return columns, table
+
+
+def diagnostics_table(evaluation: PoolEvaluation) -> tuple[list[str], list[list[Any]]]:
+    """One row per scorer and aggregation: AUC against correctness, length bias, truncation."""
+    columns = ["model", "score", "candidates (correct)", "AUC", "Spearman vs steps", "Spearman vs tokens",
+               "truncated"]
+    rows = [[d.model_id, d.aggregation or "outcome", f"{d.candidates} ({d.correct})", _number(d.auc),
+             _number(d.spearman_steps), _number(d.spearman_tokens), d.truncated] for d in evaluation.diagnostics]
+    return columns, rows
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def plot_accuracy(evaluations: Sequence[PoolEvaluation], path: Path | None = None) -> bytes:

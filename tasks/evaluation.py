@@ -53,7 +53,7 @@ class Candidate:
 
     answer: str | None
     correct: bool
-    step_scores: tuple[float, ...] | None = None
+    step_scores: tuple[float | None, ...] | None = None
     outcome_score: float | None = None
 
 
@@ -62,22 +62,28 @@ class Candidate:
 # --------------------------------------------------------------------------------------------
 
 
-def aggregate(step_scores: Sequence[float], how: Aggregation) -> float:
+def aggregate(step_scores: Sequence[float | None], how: Aggregation) -> float:
     """One solution score from per-step PRM scores.
 
-    ``min`` (weakest step, Math-Shepherd), ``last`` (final step), ``prod`` (probability that every
-    step is right, "Let's verify") or ``mean``. Raises ValueError for no scores or an unknown ``how``.
+    ``min`` (weakest step, Math-Shepherd), ``last`` (the final step), ``prod`` (probability that
+    every step is right, "Let's verify") or ``mean``. A None entry is a step the scorer did not see
+    (a candidate longer than its context is scored on its final steps): ``min``, ``prod`` and
+    ``mean`` use the scored steps; ``last`` is always the final step's score. Raises ValueError for
+    no scores, an unscored final step or an unknown ``how``.
     """
-    if not step_scores:
+    scored = [s for s in step_scores if s is not None]
+    if not scored:
         raise ValueError("cannot aggregate an empty list of step scores")
     if how == "min":
-        return float(min(step_scores))
+        return float(min(scored))
     if how == "last":
+        if step_scores[-1] is None:
+            raise ValueError("the final step has no score")
         return float(step_scores[-1])
     if how == "prod":
-        return float(math.prod(step_scores))
+        return float(math.prod(scored))
     if how == "mean":
-        return math.fsum(step_scores) / len(step_scores)
+        return math.fsum(scored) / len(scored)
     raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
 
 
@@ -261,40 +267,76 @@ def _outcome_scores(cands: Sequence[Candidate]) -> list[float]:
     return scores
 
 
+def method_outcome(cands: Sequence[Candidate], method: str, how: Aggregation | None = None) -> float:
+    """One problem's value under a selection method: 1.0 if the picked answer is correct (``pass@1``:
+    the fraction of correct candidates)."""
+    if method == "pass@1":
+        return mean_accuracy(cands)
+    if method == "majority":
+        return float(majority_vote(cands))
+    if method == "orm_best_of_n":
+        return float(best_of_n(cands, _outcome_scores(cands)))
+    if how is None:
+        raise ValueError(f"{method} needs a step aggregation")
+    if method == "prm_best_of_n":
+        return float(best_of_n(cands, _step_scores(cands, how)))
+    if method == "prm_weighted_vote":
+        return float(weighted_vote(cands, _step_scores(cands, how)))
+    raise ValueError(f"unknown selection method {method!r}")
+
+
+def _scored(problems: Sequence[Sequence[Candidate]], keys: Sequence[str], field: str, what: str) -> bool:
+    """Whether every candidate has ``field``; False if none has. Some but not all is an error that
+    names the candidates without it: a method must never vanish from a table silently."""
+    missing = [f"{key}#{index}" for cands, key in zip(problems, keys) for index, cand in enumerate(cands)
+               if getattr(cand, field) is None]
+    total = sum(len(cands) for cands in problems)
+    if missing and len(missing) < total:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"{len(missing)} of {total} candidates have no {what}: {shown}")
+    return not missing
+
+
+def selection_outcomes(
+    problems: Sequence[Sequence[Candidate]], n: int, keys: Sequence[str], method: str,
+    how: Aggregation | None = None, seed: int = 0,
+) -> list[float]:
+    """Per-problem values of one method at one N, on the same nested candidate subsets as
+    :func:`evaluate_pool` (so two methods or two models are compared on identical candidates)."""
+    if len(keys) != len(problems):
+        raise ValueError(f"got {len(keys)} keys for {len(problems)} problems")
+    picked = [[cands[i] for i in nested_subsets(len(cands), [n], key, seed)[n]] for cands, key in zip(problems, keys)]
+    return [method_outcome(cands, method, how) for cands in picked]
+
+
 def evaluate_pool(
     problems: Sequence[Sequence[Candidate]], ns: Sequence[int], keys: Sequence[str], seed: int = 0
 ) -> list[MethodResult]:
     """Best-of-N accuracy of every applicable method at every N (in the order of ``ns``).
 
     ``keys`` (one per problem, e.g. problem ids) fix each problem's candidate subsets (see
-    :func:`nested_subsets`). ``pass@1`` and ``majority`` always run; ``orm_best_of_n`` only if every
-    candidate has an outcome score; ``prm_best_of_n`` and ``prm_weighted_vote`` (once per
-    aggregation) only if every candidate has step scores. All methods share the bootstrap seed, so
-    their intervals resample the same problems.
+    :func:`nested_subsets`). ``pass@1`` and ``majority`` always run; ``orm_best_of_n`` if the
+    candidates have outcome scores; ``prm_best_of_n`` and ``prm_weighted_vote`` (once per
+    aggregation) if they have step scores. Scores on some candidates but not all raise ValueError
+    naming the unscored ones. All methods share the bootstrap seed, so their intervals resample
+    the same problems.
     """
     if not problems:
         raise ValueError("cannot evaluate an empty pool")
     if len(keys) != len(problems):
         raise ValueError(f"got {len(keys)} keys for {len(problems)} problems")
-    has_orm = all(cand.outcome_score is not None for cands in problems for cand in cands)
-    has_prm = all(cand.step_scores is not None for cands in problems for cand in cands)
+    methods: list[tuple[str, Aggregation | None]] = [("pass@1", None), ("majority", None)]
+    if _scored(problems, keys, "outcome_score", "outcome (ORM) score"):
+        methods.append(("orm_best_of_n", None))
+    if _scored(problems, keys, "step_scores", "step (PRM) scores"):
+        methods += [(method, how) for how in AGGREGATIONS for method in ("prm_best_of_n", "prm_weighted_vote")]
     subsets = [nested_subsets(len(cands), ns, key, seed) for cands, key in zip(problems, keys)]
 
     results = []
     for n in dict.fromkeys(ns):
         picked = [[cands[index] for index in subset[n]] for cands, subset in zip(problems, subsets)]
-        runs: list[tuple[str, str | None, list[float]]] = [
-            ("pass@1", None, [mean_accuracy(cands) for cands in picked]),
-            ("majority", None, [float(majority_vote(cands)) for cands in picked]),
-        ]
-        if has_orm:
-            runs.append(("orm_best_of_n", None, [float(best_of_n(c, _outcome_scores(c))) for c in picked]))
-        if has_prm:
-            for how in AGGREGATIONS:
-                scores = [_step_scores(cands, how) for cands in picked]
-                runs.append(("prm_best_of_n", how, [float(best_of_n(c, s)) for c, s in zip(picked, scores)]))
-                runs.append(("prm_weighted_vote", how, [float(weighted_vote(c, s)) for c, s in zip(picked, scores)]))
-        for method, how, values in runs:
+        for method, how in methods:
+            values = [method_outcome(cands, method, how) for cands in picked]
             low, high = bootstrap_ci(values, seed=seed)
             accuracy = math.fsum(values) / len(values)
             results.append(MethodResult(method, how, n, accuracy, len(values), low, high))

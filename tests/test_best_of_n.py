@@ -15,6 +15,7 @@ from flows.evaluate import evaluate
 from tasks.best_of_n import plot_accuracy
 from tasks.config import EvalConfig
 from tasks.store import Store
+from tasks.training import normalize_question
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -77,6 +78,14 @@ def test_external_pool_with_scores_and_bad_lines(db, trained_models, tmp_path):
     # weighted vote (min): problem 1: "6" 0.8, "5" 0.6+0.5=1.1, "7" 0.95 -> 5 right; problem 2: 6: 0.9+0.2, 5: 0.7 -> right
     assert results[("prm_weighted_vote", "min", 4)][0] == pytest.approx(1.0)
     assert {n for (_, _, n) in results} == {1, 2, 4}
+    # Scorer diagnostics over all 8 candidates. min scores of the correct ones: 0.6, 0.5, 0.9, 0.2; of
+    # the wrong ones: 0.8, 0.95, 0.4, 0.3. Pairs won by a correct one: 2 + 2 + 3 + 0 = 7 of 16.
+    file_min = next(d for d in evaluation.diagnostics if d.model_id == "file" and d.aggregation == "min")
+    assert (file_min.candidates, file_min.correct, file_min.truncated) == (8, 4, 0)
+    assert file_min.auc == pytest.approx(7 / 16)
+    assert file_min.spearman_tokens is None  # a pool file gives no token counts: undefined, not 0
+    assert {(d.model_id, d.aggregation) for d in evaluation.diagnostics} == {
+        *(("file", a) for a in ("min", "last", "prod", "mean")), (evaluation.orm, None)}
 
     # The same file again: the pool is reused, nothing is graded or scored twice.
     again = evaluate(config=config, pool_file=pool_file)
@@ -84,6 +93,37 @@ def test_external_pool_with_scores_and_bad_lines(db, trained_models, tmp_path):
         assert store.scalar("SELECT count(*) FROM eval_candidates") == 8
         assert store.scalar("SELECT count(*) FROM eval_scores WHERE model_id = ?", [evaluation.orm]) == 8
         assert results_by_key(store, again["run_id"]) == results
+
+
+def test_partly_scored_pool_is_an_error_naming_the_candidates(tmp_path):
+    pool_file = tmp_path / "partial.jsonl"
+    write_pool(pool_file, [POOL[0], {k: v for k, v in POOL[1].items() if k != "scores"}])
+    result = runner.invoke(app, ["eval", "--pool", str(pool_file), "--db", str(tmp_path / "s.duckdb")])
+    assert result.exit_code == 2 and "4 of 8 candidates have no scores from file" in result.output
+    assert "#0" in result.output and "Traceback" not in result.output
+
+
+def test_long_candidates_are_scored_on_their_final_steps(db, trained_models, tmp_path):
+    long = "\n".join(f"{i} + 1 = {i + 1}" for i in range(40)) + "\nThe answer is 40."
+    pool_file = tmp_path / "long.jsonl"
+    write_pool(pool_file, [{"question": "Count from 0 to 40.", "answer": "40",
+                            "responses": [long, "The answer is 40.", "The answer is 39."]}])
+    prm = trained_models["prm"].model_id
+    result = evaluate(config=EvalConfig(db=db, n_max=3, prm=prm, score_max_length=160), pool_file=pool_file)
+    [evaluation] = result["evaluations"]
+    with Store(db) as store:
+        rows = store.query("SELECT candidate_index, step_scores, truncated FROM eval_scores WHERE model_id = ? "
+                           "ORDER BY candidate_index", [prm]).rows
+    scores, truncated = rows[0][1], rows[0][2]
+    assert truncated and len(scores) == 41  # one entry per step ...
+    assert scores[0] is None and scores[-1] is not None  # ... the earliest unscored, the final step scored
+    assert [r[2] for r in rows[1:]] == [False, False]
+    prm_min = next(d for d in evaluation.diagnostics if d.model_id == prm and d.aggregation == "min")
+    assert prm_min.truncated == 1
+    from tasks.best_of_n import diagnostics_table
+
+    columns, table = diagnostics_table(evaluation)
+    assert {row[columns.index("truncated")] for row in table if row[0] == prm} == {1}
 
 
 def test_pool_without_scores_reports_score_free_methods_only(tmp_path):
@@ -99,13 +139,18 @@ def test_pool_without_scores_reports_score_free_methods_only(tmp_path):
 @pytest.mark.engine
 def test_generated_pool_is_sampled_once_and_extended(engine, db, trained_models, tmp_path):
     arith = {"name": "arith", "split": "test", "limit": 3}
-    config = EvalConfig(db=db, datasets=[arith], n_max=2, plot=tmp_path / "acc.png")
+    validation = {"name": "arith", "split": "validation", "limit": 2}
+    config = EvalConfig(db=db, datasets=[arith], validation=[validation], n_max=2, plot=tmp_path / "acc.png")
     first = evaluate(config=config)
     [pool] = first["pools"]
+    [held_out] = first["validation_pools"]
     assert pool.generated_now == 3 and pool.split == "test"
+    assert held_out.generated_now == 2 and held_out.split == "validation" and held_out.pool_id != pool.pool_id
     with Store(db) as store:
-        before = store.query("SELECT problem_id, candidate_index, text FROM eval_candidates ORDER BY ALL").rows
+        before = store.query("SELECT problem_id, candidate_index, text FROM eval_candidates WHERE pool_id = ? "
+                             "ORDER BY ALL", [pool.pool_id]).rows
         models = {r[0] for r in store.query("SELECT DISTINCT model_id FROM eval_scores").rows}
+        questions = {r[0] for r in store.query("SELECT DISTINCT question FROM eval_candidates").rows}
     assert len(before) == 6
     assert models == {trained_models["prm"].model_id, trained_models["orm"].model_id}
     assert (tmp_path / "acc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -115,13 +160,20 @@ def test_generated_pool_is_sampled_once_and_extended(engine, db, trained_models,
     [extended] = second["pools"]
     assert extended.pool_id == pool.pool_id and extended.generated_now == 1
     with Store(db) as store:
-        after = store.query("SELECT problem_id, candidate_index, text FROM eval_candidates ORDER BY ALL").rows
+        after = store.query("SELECT problem_id, candidate_index, text FROM eval_candidates WHERE pool_id = ? "
+                            "ORDER BY ALL", [pool.pool_id]).rows
         methods = store.query("SELECT DISTINCT method, aggregation FROM eval_results WHERE run_id = ?",
                               [second["run_id"]]).rows
     assert set(before) <= set(after) and len(after) == 8
     assert len(methods) == 2 + 1 + 8  # pass@1, majority, ORM, PRM best-of-N and weighted vote x 4 aggregations
-    [evaluation] = second["evaluations"]
+    validation_eval, evaluation = second["evaluations"]
     assert evaluation.problems == 4 and {r.n for r in evaluation.results} == {1, 2}
+    assert validation_eval.split == "validation" and validation_eval.problems == 2
+    # Questions of any evaluation pool are never trained on, whatever split they were ingested under.
+    from tasks.training import evaluation_pool_questions
+
+    with Store(db) as store:
+        assert evaluation_pool_questions(store) >= {normalize_question(q) for q in questions}
 
 
 def test_plot_has_one_panel_per_pool(tmp_path):

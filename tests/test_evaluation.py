@@ -287,13 +287,31 @@ def test_evaluate_pool_hand_built():
     assert (orm2.accuracy, orm2.ci_low, orm2.ci_high) == (0.0, 0.0, 0.0)
 
 
-def test_evaluate_pool_skips_methods_without_scores():
-    no_orm = [PROBLEM_A, [*PROBLEM_B[:3], cand("12", False, (0.95,), None)]]
-    methods = {(r.method, r.aggregation) for r in evaluate_pool(no_orm, [4], ["a", "b"])}
-    assert ("orm_best_of_n", None) not in methods and ("prm_best_of_n", "min") in methods
+def test_a_method_never_vanishes_when_some_candidates_lack_scores():
+    # Problem b's last candidate has no ORM score: an error naming it, not a table without the ORM.
+    partial = [PROBLEM_A, [*PROBLEM_B[:3], cand("12", False, (0.95,), None)]]
+    with pytest.raises(ValueError, match=r"1 of 8 candidates have no outcome \(ORM\) score: b#3"):
+        evaluate_pool(partial, [4], ["a", "b"])
+    partial_prm = [[*PROBLEM_A[:3], cand(PROBLEM_A[3].answer, PROBLEM_A[3].correct, None, 0.5)], PROBLEM_B]
+    with pytest.raises(ValueError, match=r"step \(PRM\) scores: a#3"):
+        evaluate_pool(partial_prm, [4], ["a", "b"])
+    # No candidate scored at all: the scored methods are simply not applicable.
     plain = [[cand(c.answer, c.correct) for c in problem] for problem in (PROBLEM_A, PROBLEM_B)]
     results = evaluate_pool(plain, [4, 4], ["a", "b"])  # a repeated N is evaluated once
     assert [(r.method, r.n, r.accuracy) for r in results] == [("pass@1", 4, 0.375), ("majority", 4, 0.5)]
+
+
+def test_unscored_leading_steps_are_skipped_and_last_is_the_final_step():
+    # A truncated candidate: its first two steps were not scored (None), the final step was.
+    scores = (None, None, 0.9, 0.3)
+    assert aggregate(scores, "last") == 0.3  # the final step, not "the last step that fit"
+    assert aggregate(scores, "min") == 0.3
+    assert aggregate(scores, "prod") == pytest.approx(0.27)  # 0.9 * 0.3
+    assert aggregate(scores, "mean") == pytest.approx(0.6)  # (0.9 + 0.3) / 2
+    with pytest.raises(ValueError, match="final step has no score"):
+        aggregate((0.5, None), "last")
+    with pytest.raises(ValueError, match="empty"):
+        aggregate((None, None), "min")
 
 
 def test_evaluate_pool_errors():
