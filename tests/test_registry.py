@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from tasks.config import EvalConfig
+from tasks.config import FactoryConfig
 from tasks.pools import import_external_pool
-from tasks.promotion import decide, selection_accuracy
+from tasks.promotion import decide
 from tasks.growth import claim_retrain, growth
 from tasks.registry import RegistryError, get_model, label_snapshot, promote, promoted_model
 from tasks.store import Store
@@ -89,45 +89,96 @@ def test_model_lookup(store, trained_models):
     assert store.scalar("SELECT count(*) FROM prm_models WHERE promoted") == 2
 
 
-def _second_prm(store: Store, source_id: str, new_id: str) -> None:
-    """Register the same checkpoint under another id (a second version to compare with)."""
-    store.query("INSERT INTO prm_models SELECT ? AS model_id, * EXCLUDE (model_id) FROM prm_models WHERE model_id = ?",
-                [new_id, source_id])
+def _register_copy(store: Store, source_id: str, new_id: str) -> None:
+    """Register the same checkpoint under another id (a version whose scores a test then sets)."""
+    store.query("INSERT INTO prm_models BY NAME SELECT * REPLACE (? AS model_id, false AS promoted) FROM prm_models "
+                "WHERE model_id = ?", [new_id, source_id])
 
 
-def test_promotion_is_paired_and_strict(store, trained_models, tmp_path):
-    pool_file = tmp_path / "pool.jsonl"
-    pool_file.write_text("\n".join(json.dumps(r) for r in [
-        {"question": "What is 2 + 3?", "answer": "5", "responses": ["2 + 3 = 5\nThe answer is 5.", "2 + 3 = 6\nThe answer is 6."],
-         "correct": [True, False]},
-        {"question": "What is 7 - 4?", "answer": "3", "responses": ["7 - 4 = 2\nThe answer is 2.", "7 - 4 = 3\nThe answer is 3."],
-         "correct": [False, True]},
-    ]) + "\n")
-    config = EvalConfig(db=store.path, n_max=2)
-    pool = import_external_pool(store, pool_file, config, "test")
-    prm = trained_models["prm"].model_id
-
-    first = decide(store, [pool], prm, None, config, "min")
-    assert first.promoted and first.reason.startswith("no promoted")
-
-    # The same checkpoint under a new id scores identically: a tie keeps the incumbent.
-    _second_prm(store, prm, "prm-same")
-    tie = decide(store, [pool], "prm-same", prm, config, "min")
-    assert not tie.promoted and tie.candidate_accuracy == tie.incumbent_accuracy
-    assert promoted_model(store)["model_id"] == prm
-
-    # A version whose stored scores pick the right candidate of both problems is promoted.
-    _second_prm(store, prm, "prm-better")
+def _set_scores(store: Store, pool, model_id: str, pick_right: bool) -> None:
+    """Stored scores that make ``model_id`` pick the right (or a wrong) candidate of every problem."""
     store.insert_rows("eval_scores", [
-        {"model_id": "prm-better", "pool_id": pool.pool_id, "problem_id": pid, "candidate_index": i,
-         "step_scores": [0.9, 0.9] if correct else [0.9, 0.1]}
+        {"model_id": model_id, "pool_id": pool.pool_id, "problem_id": pid, "candidate_index": i,
+         "step_scores": [0.9] if correct == pick_right else [0.1]}
         for pid, i, correct in store.query("SELECT problem_id, candidate_index, correct FROM eval_candidates "
                                            "WHERE pool_id = ?", [pool.pool_id]).rows
     ])
-    assert selection_accuracy(store, [pool], "prm-better", config, "min") == 1.0
-    better = decide(store, [pool], "prm-better", prm, config, "min")
-    expected_old = selection_accuracy(store, [pool], prm, config, "min")
-    assert better.incumbent_accuracy == expected_old
-    assert better.promoted == (expected_old < 1.0)
-    if better.promoted:
-        assert promoted_model(store)["model_id"] == "prm-better"
+
+
+def test_promotion_needs_a_paired_win_on_validation(store, trained_models, tmp_path):
+    # A validation pool of 10 problems where majority vote is always wrong: two candidates agree on
+    # a wrong answer, the third is right (correctness given, so nothing is graded).
+    pool_file = tmp_path / "validation.jsonl"
+    pool_file.write_text("\n".join(json.dumps({
+        "question": f"What is {a} + 5?", "answer": str(a + 5), "correct": [False, False, True],
+        "responses": [f"{a} + 5 = {a + 6}\nThe answer is {a + 6}.", f"{a} + 5 = {a + 6}\nThe answer is {a + 6}.",
+                      f"{a} + 5 = {a + 5}\nThe answer is {a + 5}."]}) for a in range(10)) + "\n")
+    config = FactoryConfig(db=store.path, eval={"n_max": 3}, promotion_confidence=0.95)
+    pool = import_external_pool(store, pool_file, config.eval, "test")
+    base = trained_models["prm"].model_id
+    for model_id, right in (("prm-wrong", False), ("prm-right", True), ("prm-same", True), ("prm-worse", False)):
+        _register_copy(store, base, model_id)
+        _set_scores(store, pool, model_id, right)
+
+    # A first model must beat majority vote (0/10 here). Picking wrong everywhere ties it: 0 - 0.
+    tie = decide(store, [pool], "prm-wrong", None, config, "run-1")
+    assert (tie.baseline, tie.candidate_accuracy, tie.baseline_accuracy, tie.difference) == ("majority", 0, 0, 0)
+    assert not tie.promoted and tie.reason.startswith("registered, not promoted: not better than majority vote")
+    assert promoted_model(store) is None
+    # Picking right everywhere: +1 on every problem, so every resample's gain is 1 and the bound is 1.
+    win = decide(store, [pool], "prm-right", None, config, "run-1")
+    assert (win.candidate_accuracy, win.difference, win.ci_low, win.p_better) == (1, 1, 1, 1)
+    assert win.promoted and win.n == 3 and win.problems == 10
+    assert promoted_model(store)["model_id"] == "prm-right"
+    # Against the incumbent: identical choices are no evidence; worse choices lose by 1 everywhere.
+    same = decide(store, [pool], "prm-same", "prm-right", config, "run-2")
+    assert same.baseline == "prm-right" and same.difference == 0 and not same.promoted
+    worse = decide(store, [pool], "prm-worse", "prm-right", config, "run-2")
+    assert worse.difference == -1 and worse.reason.startswith("registered, not promoted: worse than the promoted")
+    assert promoted_model(store)["model_id"] == "prm-right"
+
+    # Every decision is stored with its evidence.
+    rows = store.query("SELECT run_id, candidate, baseline, promoted, round(difference, 3), pool_ids "
+                       "FROM promotion_decisions ORDER BY created_at, candidate").rows
+    assert [r[:5] for r in rows] == [("run-1", "prm-wrong", "majority", False, 0), ("run-1", "prm-right", "majority", True, 1),
+                                     ("run-2", "prm-same", "prm-right", False, 0),
+                                     ("run-2", "prm-worse", "prm-right", False, -1)]
+    assert json.loads(rows[0][5]) == [pool.pool_id]
+
+
+def test_promotion_refuses_test_pools(store, trained_models, tmp_path):
+    from tasks.pools import Pool
+    from tasks.store import StoreError
+
+    config = FactoryConfig(db=store.path)
+    with pytest.raises(StoreError, match="decided on validation pools, got the test pool arith/test"):
+        decide(store, [Pool("p", "arith", "test", ("x",))], trained_models["prm"].model_id, None, config, "r")
+    with pytest.raises(ValueError, match="is a test split"):
+        FactoryConfig(eval={"validation": [{"name": "gsm8k", "split": "test"}]})
+    with pytest.raises(ValueError, match="eval.validation is empty"):  # caught before any training starts
+        FactoryConfig(eval={"validation": []})
+
+
+def test_a_triggered_retrain_gets_the_configuration_of_the_factory_run_that_labelled(store, tmp_path):
+    from tasks.growth import retrain_config
+
+    def record(run_id, flow_name, config, parent=None):
+        store.start_run({"run_id": run_id, "flow_name": flow_name, "config": json.dumps(config),
+                         "parent_run_id": parent, "host": "elsewhere"})
+
+    db = str(store.path.resolve())
+    assert retrain_config(store, "no-such-run") == (FactoryConfig(db=db).public_dump(),
+                                                    "defaults (no factory run on this store)")
+    mine = FactoryConfig(db="relative.duckdb", train={"epochs": 7}, promotion_confidence=0.8).public_dump()
+    record("factory-1", "factory", mine)
+    record("label-1", "label", {}, parent="factory-1")
+    record("factory-2", "factory", FactoryConfig(train={"epochs": 3}).public_dump())  # newer, not the parent
+    config, source = retrain_config(store, "label-1")
+    assert source == "factory run factory-1"
+    assert FactoryConfig.model_validate(config) == FactoryConfig.model_validate({**mine, "db": db} | {
+        stage: {**mine[stage], "db": db} for stage in ("label", "train", "eval")})  # the store that grew
+    assert retrain_config(store, "label-without-parent")[1] == "factory run factory-2"  # the newest factory run
+    record("factory-3", "factory", {"retrain_threshold_steps": 5})  # written by an older version
+    config, source = retrain_config(store, "label-without-parent")
+    assert config == FactoryConfig(db=db).public_dump()
+    assert source.startswith("defaults (factory run factory-3's config is invalid: retrain_threshold_steps")
