@@ -23,6 +23,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 # Quiet by default: vLLM logs every engine detail at INFO; --verbose restores it.
@@ -57,6 +58,12 @@ from tasks.config import LabelConfig  # noqa: E402
 
 _D = LabelConfig()  # defaults shown in --help come from the one configuration model
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
+StepFormatOption = Annotated[Optional[str], typer.Option(
+    "--step-format", help="line | paragraph | marker: how solutions split into steps (default line)")]
+ConfigOption = Annotated[Optional[Path], typer.Option(
+    "--config", help="JSON file with this command's configuration (tasks/config.py); flags override it")]
+ShowConfigOption = Annotated[bool, typer.Option(
+    "--show-config", help="print the resolved configuration as JSON (what a deployment run would receive) and exit")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -86,9 +93,12 @@ def _read_config_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         _fail(f"cannot read config {path}: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"config {path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +116,31 @@ def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[st
     return data
 
 
-def _build_config(model: Any, base: dict[str, Any], overrides: dict[str, Any]):
-    """A config of pydantic ``model`` from a (config-file) base plus dotted-key flag overrides."""
-    return model.model_validate(_apply_overrides(model.model_validate(base).model_dump(mode="json"), overrides))
+def _config(model: Any, config_file: Path | None, overrides: dict[str, Any],
+            adjust: Callable[[dict[str, Any]], None] | None = None, show: bool = False) -> Any:
+    """The one way every command builds its configuration: the ``--config`` file's JSON, validated
+    into ``model`` (defaults filled in), then the flags that were given on top (dotted keys; None
+    = not given; ``adjust`` for flags that change lists), validated again. A triggered or
+    scheduled run receiving the same JSON gets exactly the same configuration. ``show``
+    (``--show-config``) prints it as that JSON and exits."""
+    try:
+        data = model.model_validate(_read_config_file(config_file)).model_dump(mode="json")
+        data = _apply_overrides(data, overrides)
+        if adjust is not None:
+            adjust(data)
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        _fail(_validation_message(exc))
+    if show:
+        sys.stdout.write(json.dumps(config.public_dump(), indent=1) + "\n")
+        raise typer.Exit(0)
+    return config
+
+
+def _db_overrides(db: Path | None, *stages: str) -> dict[str, Any]:
+    """--db for a config and its stages (a factory's label, train and eval share one store)."""
+    value = str(db) if db else None
+    return {"db": value, **{f"{stage}.db": value for stage in stages}}
 
 
 def _model_overrides(prefix: str, model: str | None, backend: str | None, base_urls: list[str] | None,
@@ -241,32 +273,35 @@ def label(
     answer_kind: Annotated[Optional[str], typer.Option(help="jsonl/hf: numeric | math")] = None,
     gold_format: Annotated[Optional[str], typer.Option(help="jsonl/hf: plain | gsm8k (text after ####)")] = None,
     arith_seed: Annotated[Optional[int], typer.Option(help="arith: generator seed")] = None,
+    select: Annotated[Optional[str], typer.Option(help="first: the first --limit problems (a fixed slice) | next: the next --limit problems not labelled yet with these settings (a cursor)")] = None,
+    step_format: StepFormatOption = None,
     lease_s: Annotated[Optional[float], typer.Option(help=f"work lease in seconds for concurrent runners (default {_D.lease_s:.0f})")] = None,
     retrain_threshold: Annotated[Optional[int], typer.Option(help="labelled steps since the promoted PRM that make retraining due (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a LabelConfig; flags override it")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON (for scripts)")] = False,
     db: DbOption = None,
 ) -> None:
-    """Sample solutions and label every step prefix with N rollouts (the label flow)."""
-    base = _read_config_file(config_file)
+    """Sample solutions and label every step prefix with N rollouts (the label flow; config: LabelConfig)."""
     overrides = {
-        "db": str(db) if db else None,
+        **_db_overrides(db),
         "dataset.name": dataset, "dataset.split": split, "dataset.limit": limit, "dataset.path": path,
         "dataset.dataset_name": dataset_name, "dataset.question_field": question_field,
         "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind,
-        "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed,
+        "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed, "dataset.select": select,
         "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes, "lease_s": lease_s,
+        "step_format": step_format,
         "retrain_threshold_steps": retrain_threshold, "generation.temperature": temperature, "generation.max_tokens": max_tokens,
         "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
         "generator.model": generator, "generator.backend": generator_backend,
     }
-    if any(v is not None for v in (completer, backend, base_url, served_model_name)):
-        overrides |= _model_overrides("completer", completer or generator or base.get("generator", {}).get("model"),
-                                      backend, base_url, served_model_name)
-    try:
-        config = _build_config(LabelConfig, base, overrides)
-    except ValidationError as exc:
-        _fail(_validation_message(exc))
+
+    def completer_flags(data: dict[str, Any]) -> None:
+        if any(v is not None for v in (completer, backend, base_url, served_model_name)):
+            _apply_overrides(data, _model_overrides("completer", completer or data["generator"]["model"], backend,
+                                                    base_url, served_model_name))
+
+    config = _config(LabelConfig, config_file, overrides, completer_flags, show_config)
     try:
         _check_models(config)
         summary = _run_label(config)
@@ -294,22 +329,23 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="learning rate (default 2e-5)")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="held-out fraction of problems (default 0.15)")] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="checkpoint folder (default $PRMF_MODELS or ./models)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     db: DbOption = None,
 ) -> None:
-    """Train a reward model on the store's labels (the train flow) and register it in prm_models."""
+    """Train a reward model on the store's labels (the train flow; config: TrainConfig) and register it."""
     from tasks.config import TrainConfig
     from tasks.models import resolve_model
     from tasks.store import Store
     from tasks.training import TrainingError
 
-    values = {"kind": kind, "target": target, "after_first_error": after_first_error, "base_model": base_model,
-              "datasets": tuple(dataset) if dataset else None, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "val_fraction": val_fraction, "models_dir": models_dir, "db": db}
-    try:
-        config = TrainConfig(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as exc:
-        _fail(_validation_message(exc))
+    config = _config(TrainConfig, config_file, {
+        **_db_overrides(db), "kind": kind, "target": target, "after_first_error": after_first_error,
+        "base_model": base_model, "datasets": list(dataset) if dataset else None, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction,
+        "models_dir": str(models_dir) if models_dir else None,
+    }, show=show_config)
     try:
         resolve_model(config.base_model)
         Store(config.db, read_only=True).close()
@@ -333,38 +369,39 @@ def train(
 EVAL_SPLITS = {"arith": "test", "gsm8k": "test", "math500": "test"}
 
 
-def _eval_config(dataset: list[str] | None, limit: int | None, n_max: int | None, prm: str | None, orm: str | None,
-                 plot: Path | None, generator: str | None, temperature: float | None, max_tokens: int | None,
-                 db: Path | None):
-    """An EvalConfig from `prmf eval` flags (datasets default to their test splits)."""
-    from tasks.config import EvalConfig
-
-    base = EvalConfig()
-    values: dict[str, Any] = {"n_max": n_max, "prm": prm, "orm": orm, "plot": plot, "db": db}
-    if dataset or limit:
-        names = dataset or [d.name for d in base.datasets]
-        for name in names:
-            if name not in EVAL_SPLITS:
-                raise ValueError(f"--dataset {name!r}: evaluation datasets are {', '.join(EVAL_SPLITS)} "
-                                 "(or use --pool FILE)")
-        values["datasets"] = [{"name": name, "split": EVAL_SPLITS[name], "limit": limit or base.datasets[0].limit}
-                              for name in names]
-    if generator:
-        values["generator"] = {"model": generator}
-    if temperature is not None or max_tokens is not None:
-        values["sampling"] = {**base.sampling.model_dump(), **{k: v for k, v in
-                              (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}}
-    return EvalConfig(**{k: v for k, v in values.items() if v is not None})
+def _eval_overrides(prefix: str, dataset: list[str] | None, limit: int | None, validation_limit: int | None,
+                    ) -> Callable[[dict[str, Any]], None]:
+    """--dataset / --limit / --validation-limit: they change the lists of test and validation pools."""
+    def adjust(data: dict[str, Any]) -> None:
+        node = data[prefix] if prefix else data
+        if dataset:
+            for name in dataset:
+                if name not in EVAL_SPLITS:
+                    _fail(f"--dataset {name!r}: evaluation datasets are {', '.join(EVAL_SPLITS)} (or use --pool FILE)")
+            node["datasets"] = [{"name": name, "split": EVAL_SPLITS[name],
+                                 "limit": limit or node["datasets"][0]["limit"]} for name in dataset]
+        elif limit:
+            for settings in node["datasets"]:
+                settings["limit"] = limit
+        if validation_limit:
+            for settings in node["validation"]:
+                settings["limit"] = validation_limit
+    return adjust
 
 
 def _print_evaluations(evaluations) -> None:
-    from tasks.best_of_n import results_table
+    from tasks.best_of_n import diagnostics_table, results_table
 
     for e in evaluations:
         columns, rows = results_table(e)
         _print_rows(columns, [tuple(r) for r in rows],
                     f"best-of-N on {e.dataset}/{e.split}: {e.problems} problems; accuracy [95% CI]; "
                     f"PRM {e.prm or '-'}, ORM {e.orm or '-'}")
+        if e.diagnostics:
+            columns, rows = diagnostics_table(e)
+            _print_rows(columns, [tuple(r) for r in rows],
+                        f"scorer diagnostics on {e.dataset}/{e.split}: AUC vs correctness (0.5 = chance), "
+                        "rank correlation with length")
         for line in e.line_errors:
             err.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
 
@@ -387,19 +424,24 @@ def eval_command(
     generator: Annotated[Optional[str], typer.Option(help="pool generator model (default: embedded)")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="pool sampling temperature (default 0.8)")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per candidate (default 256)")] = None,
+    validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
+    step_format: StepFormatOption = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
     db: DbOption = None,
 ) -> None:
-    """Best-of-N evaluation (the evaluate flow): pass@1, majority, ORM, PRM (min/last/prod/mean), PRM-weighted vote."""
+    """Best-of-N evaluation (the evaluate flow; config: EvalConfig): pass@1, majority, ORM, PRM (min/last/prod/mean),
+    PRM-weighted vote, on the test and validation pools, with scorer diagnostics."""
     from flows.evaluate import evaluate
+    from tasks.config import EvalConfig
     from tasks.training import TrainingError
 
-    try:
-        config = _eval_config(dataset, limit, n_max, prm, orm, plot, generator, temperature, max_tokens, db)
-    except ValidationError as exc:
-        _fail(_validation_message(exc))
-    except ValueError as exc:
-        _fail(str(exc))
+    config = _config(EvalConfig, config_file, {
+        **_db_overrides(db), "n_max": n_max, "prm": prm, "orm": orm, "plot": str(plot) if plot else None,
+        "generator.model": generator, "sampling.temperature": temperature, "sampling.max_tokens": max_tokens,
+        "step_format": step_format,
+    }, _eval_overrides("", dataset, limit, validation_limit), show_config)
     if pool is not None and not pool.is_file():
         _fail(f"{pool}: pool file not found")
     try:
@@ -426,23 +468,25 @@ def eval_command(
 
 @app.command()
 def processbench(
-    split: Annotated[str, typer.Option(help="gsm8k | math")] = "gsm8k",
+    split: Annotated[Optional[str], typer.Option(help="gsm8k | math (default gsm8k)")] = None,
     model: Annotated[Optional[str], typer.Option(help="PRM model id (default: promoted, else newest)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="samples per split (default: all)")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="step-score threshold (default: chosen for F1 on the gsm8k split)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     db: DbOption = None,
 ) -> None:
-    """ProcessBench: predict each sample's earliest wrong step; accuracy on erroneous/correct samples and F1."""
+    """ProcessBench (config: ProcessBenchConfig): predict each sample's earliest wrong step; accuracy on
+    erroneous/correct samples and F1."""
     from flows.processbench import processbench as processbench_flow
-    from tasks.config import default_db_path
+    from tasks.config import ProcessBenchConfig
     from tasks.training import TrainingError
 
-    if split not in ("gsm8k", "math"):
-        _fail(f"--split must be gsm8k or math, got {split!r}")
+    config = _config(ProcessBenchConfig, config_file, {**_db_overrides(db), "split": split, "model": model,
+                                                       "limit": limit, "threshold": threshold}, show=show_config)
     try:
-        result = _with_progress(processbench_flow, db=db or default_db_path(), split=split, model_id=model,
-                                limit=limit, threshold=threshold)
+        result = _with_progress(processbench_flow, config=config)
     except (*_user_errors(), TrainingError, ValueError) as exc:
         _fail(str(exc))
     if as_json:
@@ -460,16 +504,25 @@ def score(
     question: Annotated[Optional[str], typer.Option(help="the problem")] = None,
     solution: Annotated[Optional[list[str]], typer.Option("--solution", help="a solution, one step per line (repeatable)")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--file", help="JSONL: {question, solution (text) | steps (list)} per line")] = None,
-    batch_size: Annotated[int, typer.Option(help="solutions per forward pass")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option(help="solutions per forward pass (default 8)")] = None,
+    step_format: StepFormatOption = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     db: DbOption = None,
 ) -> None:
-    """Score solutions step by step with a trained reward model; prints one JSON line per solution."""
-    from tasks.config import default_db_path
+    """Score solutions step by step with a trained reward model (config: ScoreConfig); one JSON line per solution.
+
+    A solution longer than the model's context is scored on its final steps: the earlier steps'
+    scores are null and "truncated" is true.
+    """
+    from tasks.config import ScoreConfig
     from tasks.pools import candidate_steps
     from tasks.registry import get_model
     from tasks.store import Store
     from tasks.training import RewardModel, TrainingError
 
+    config = _config(ScoreConfig, config_file, {**_db_overrides(db), "model": model, "batch_size": batch_size,
+                                                "step_format": step_format}, show=show_config)
     items: list[tuple[str, list[str]]] = []
     if input_file is not None:
         try:
@@ -481,62 +534,61 @@ def score(
                 continue
             try:
                 record = json.loads(line)
-                steps = record["steps"] if "steps" in record else candidate_steps(record["solution"])
+                steps = (record["steps"] if "steps" in record
+                         else candidate_steps(record["solution"], config.step_format))
                 if not isinstance(record["question"], str) or not all(isinstance(s, str) for s in steps) or not steps:
                     raise ValueError("question must be a string and steps a non-empty list of strings")
                 items.append((record["question"], list(steps)))
             except (ValueError, KeyError, TypeError) as exc:
                 err.print(f"[yellow]skipped[/] {input_file}:{number}: {exc!r}", soft_wrap=True)
     elif question and solution:
-        items = [(question, candidate_steps(text.replace("\\n", "\n"))) for text in solution]
+        items = [(question, candidate_steps(text.replace("\\n", "\n"), config.step_format)) for text in solution]
     else:
         _fail("give --question and --solution, or --file")
     if not items:
         _fail(f"{input_file}: no valid line to score")
     try:
-        with Store(db or default_db_path(), read_only=True) as store:
-            row = get_model(store, model, "prm")
-        scores = RewardModel(row["path"]).score_many(items, batch_size)
+        with Store(config.db, read_only=True) as store:
+            row = get_model(store, config.model, "prm")
+        scores = RewardModel(row["path"]).score_many(items, config.batch_size)
     except (*_user_errors(), TrainingError) as exc:
         _fail(str(exc))
-    for (q, steps), step_scores in zip(items, scores):
-        sys.stdout.write(json.dumps({"model_id": row["model_id"], "question": q, "steps": steps,
-                                     "step_scores": [round(x, 6) for x in step_scores],
-                                     "min": round(min(step_scores), 6) if step_scores else None}) + "\n")
+    for (q, steps), scored in zip(items, scores):
+        values = [None if x is None else round(x, 6) for x in scored.step_scores]
+        known = [x for x in values if x is not None]
+        sys.stdout.write(json.dumps({"model_id": row["model_id"], "question": q, "steps": steps, "step_scores": values,
+                                     "min": min(known) if known else None, "last": values[-1],
+                                     "truncated": scored.truncated}) + "\n")
 
 
 @app.command()
 def factory(
     dataset: Annotated[Optional[str], typer.Option(help="dataset to label this iteration (default arith)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="problems to label (default 50)")] = None,
+    select: Annotated[Optional[str], typer.Option(help="next (default): the next --limit problems not labelled yet | first: a fixed slice")] = None,
     solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem")] = None,
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix")] = None,
     threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
-    eval_limit: Annotated[Optional[int], typer.Option(help="problems per evaluation pool (default 40)")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="problems per test pool (default 40)")] = None,
+    validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="JSON file with a FactoryConfig; flags override it")] = None,
+    confidence: Annotated[Optional[float], typer.Option(help="one-sided confidence a new model's validation gain must reach (default 0.95)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the iteration's result as JSON")] = False,
     db: DbOption = None,
 ) -> None:
-    """One factory iteration (the factory flow): label -> growth check -> retrain, evaluate, promote when due."""
+    """One factory iteration (the factory flow; config: FactoryConfig): label the next problems -> growth check
+    -> retrain, evaluate, promote on validation when due."""
     from flows.factory import factory as factory_flow
-    from tasks.config import FactoryConfig
     from tasks.training import TrainingError
 
-    base = _read_config_file(config_file)
-    store = str(db) if db else None  # one store for all stages
-    overrides = {"db": store, "label.db": store, "train.db": store, "eval.db": store,
-                 "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
-                 "label.solutions": solutions, "label.rollouts": rollouts, "train.epochs": epochs, "eval.n_max": n_max}
-    try:
-        merged = _apply_overrides(FactoryConfig.model_validate(base).model_dump(mode="json"), overrides)
-        if eval_limit:
-            for d in merged["eval"]["datasets"]:
-                d["limit"] = eval_limit
-        config = FactoryConfig.model_validate(merged)
-    except ValidationError as exc:
-        _fail(_validation_message(exc))
+    config = _factory_config(config_file, db, {
+        "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
+        "label.dataset.select": select, "label.solutions": solutions, "label.rollouts": rollouts,
+        "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
+    }, eval_limit, validation_limit, show_config)
     try:
         _check_models(config.label)
         result = _with_progress(factory_flow, config=config)
@@ -554,46 +606,93 @@ def factory(
         _print_retrain(result["retrain"])
 
 
+def _factory_config(config_file: Path | None, db: Path | None, overrides: dict[str, Any], eval_limit: int | None,
+                    validation_limit: int | None, show: bool):
+    from tasks.config import FactoryConfig
+
+    return _config(FactoryConfig, config_file, {**_db_overrides(db, "label", "train", "eval"), **overrides},
+                   _eval_overrides("eval", None, eval_limit, validation_limit), show)
+
+
+@app.command()
+def retrain(
+    target: Annotated[Optional[str], typer.Option(help="PRM target: he | se (default he)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="problems per test pool (default 40)")] = None,
+    validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
+    n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
+    confidence: Annotated[Optional[float], typer.Option(help="one-sided confidence a new model's validation gain must reach (default 0.95)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Train a PRM and an ORM, evaluate them, promote those that beat the promoted ones on validation
+    (the retrain flow; config: FactoryConfig, the same a growth-triggered retrain receives)."""
+    from flows.retrain import retrain as retrain_flow
+    from tasks.training import TrainingError
+
+    config = _factory_config(config_file, db, {
+        "train.target": target, "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
+    }, eval_limit, validation_limit, show_config)
+    try:
+        _check_models(config.label)
+        result = _with_progress(retrain_flow, config=config)
+    except (*_user_errors(), TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    _print_retrain(result)
+
+
 def _print_retrain(retrained: dict[str, Any]) -> None:
     _print_evaluations(retrained["evaluation"]["evaluations"])
-    _print_rows(["kind", "new model", "accuracy", "promoted model", "accuracy", "promoted?", "why"],
-                [(d.kind, d.candidate, d.candidate_accuracy, d.incumbent or "—", d.incumbent_accuracy,
-                  "yes" if d.promoted else "no", d.reason) for d in retrained["decisions"]], "promotion")
+    _print_rows(["kind", "new model", "vs", "N", "validation problems", "new acc", "baseline acc", "gain",
+                 "one-sided bound", "promoted?"],
+                [(d.kind, d.candidate, d.baseline, d.n, d.problems, d.candidate_accuracy, d.baseline_accuracy,
+                  f"{d.difference:+.3f}", f"{d.ci_low:+.3f} ({d.confidence:.0%})", "yes" if d.promoted else "no")
+                 for d in retrained["decisions"]], "promotion (decided on validation, paired bootstrap over problems)")
+    for d in retrained["decisions"]:
+        console.print(f"{d.kind.upper()} {d.candidate}: {d.reason}", soft_wrap=True)
 
 
 @app.command()
 def ingest(
-    dataset: Annotated[str, typer.Option(help="arith | gsm8k | math500 | math | jsonl | hf")] = "arith",
+    dataset: Annotated[Optional[str], typer.Option(help="arith | gsm8k | math500 | math | jsonl | hf (default arith)")] = None,
     split: Annotated[Optional[str], typer.Option(help="split (default per dataset)")] = None,
-    limit: Annotated[int, typer.Option(help="max problems")] = 1_000_000,
+    limit: Annotated[Optional[int], typer.Option(help="max problems (default: all)")] = None,
     path: Annotated[Optional[str], typer.Option(help="jsonl/hf source")] = None,
     dataset_name: Annotated[Optional[str], typer.Option(help="jsonl/hf: name stored in problems.dataset")] = None,
-    question_field: Annotated[str, typer.Option(help="jsonl/hf: question field")] = "question",
-    answer_field: Annotated[str, typer.Option(help="jsonl/hf: gold answer field")] = "answer",
-    answer_kind: Annotated[str, typer.Option(help="jsonl/hf: numeric | math")] = "math",
-    gold_format: Annotated[str, typer.Option(help="jsonl/hf: plain | gsm8k")] = "plain",
-    arith_seed: Annotated[int, typer.Option(help="arith: seed")] = 0,
+    question_field: Annotated[Optional[str], typer.Option(help="jsonl/hf: question field")] = None,
+    answer_field: Annotated[Optional[str], typer.Option(help="jsonl/hf: gold answer field")] = None,
+    answer_kind: Annotated[Optional[str], typer.Option(help="jsonl/hf: numeric | math")] = None,
+    gold_format: Annotated[Optional[str], typer.Option(help="jsonl/hf: plain | gsm8k")] = None,
+    arith_seed: Annotated[Optional[int], typer.Option(help="arith: seed")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     db: DbOption = None,
 ) -> None:
-    """Load problems into the store; invalid rows are quarantined with file, line and reason."""
-    from tasks.config import DatasetSettings, default_db_path
+    """Load problems into the store (config: IngestConfig); invalid rows and unreadable gold answers are
+    quarantined with file, line and reason."""
+    from tasks.config import IngestConfig
     from tasks.ingest import ingest_problems
-    from tasks.store import Store
+    from tasks.store import Store, internal_sql
 
+    config = _config(IngestConfig, config_file, {
+        **_db_overrides(db), "dataset.name": dataset, "dataset.split": split, "dataset.limit": limit,
+        "dataset.path": path, "dataset.dataset_name": dataset_name, "dataset.question_field": question_field,
+        "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind, "dataset.gold_format": gold_format,
+        "dataset.arith_seed": arith_seed,
+    }, show=show_config)
     try:
-        settings = DatasetSettings(
-            name=dataset, split=split, limit=limit, path=path, dataset_name=dataset_name,
-            question_field=question_field, answer_field=answer_field, answer_kind=answer_kind,
-            gold_format=gold_format, arith_seed=arith_seed,
-        )
-    except ValidationError as exc:
-        _fail(_validation_message(exc))
-    try:
-        with Store(db or default_db_path()) as store:
-            summary = ingest_problems(store, settings)
-            quarantined = store.query(
-                "SELECT source, line, reason FROM quarantine ORDER BY created_at DESC, line LIMIT 10"
-            )
+        with Store(config.db) as store:
+            summary = ingest_problems(store, config.dataset)
+            quarantined = store.query(internal_sql("latest_quarantine"))
     except _user_errors() as exc:
         _fail(str(exc))
     _print_rows(["dataset", "split", "valid rows", "new problems", "quarantined"],
@@ -717,9 +816,13 @@ def demo(
     gsm8k_problems: Annotated[int, typer.Option(help="GSM8K test problems to label")] = 8,
     eval_arith: Annotated[int, typer.Option(help="arith test problems in the evaluation pool")] = 40,
     eval_benchmarks: Annotated[int, typer.Option(help="MATH500 and GSM8K test problems in the evaluation pools")] = 8,
+    validation: Annotated[int, typer.Option(help="arith validation problems that decide promotion")] = 40,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
     db: DbOption = None,
 ) -> None:
-    """The `make demo` job: label arith and a GSM8K slice, then retrain (PRM he + ORM), evaluate, promote."""
+    """The `make demo` job: label arith and a GSM8K slice, then retrain (PRM he + ORM), evaluate, decide
+    promotion on validation (config: the retrain's FactoryConfig)."""
     import time
 
     from flows.retrain import retrain
@@ -734,18 +837,21 @@ def demo(
         LabelConfig(db=db_path, dataset={"name": "gsm8k", "split": "test", "limit": gsm8k_problems},
                     solutions=4, rollouts=4, rollout={"temperature": 0.7, "max_tokens": 160}),
     ]
-    factory_config = FactoryConfig(db=db_path, eval={"n_max": 8, "plot": plot, "datasets": [
-        {"name": "arith", "split": "test", "limit": eval_arith},
-        {"name": "math500", "split": "test", "limit": eval_benchmarks},
-        {"name": "gsm8k", "split": "test", "limit": eval_benchmarks},
-    ]})
+    factory_config = _config(FactoryConfig, config_file, {
+        **_db_overrides(db_path, "label", "train", "eval"), "eval.n_max": 8, "eval.plot": str(plot),
+        "eval.datasets": [{"name": "arith", "split": "test", "limit": eval_arith},
+                          {"name": "math500", "split": "test", "limit": eval_benchmarks},
+                          {"name": "gsm8k", "split": "test", "limit": eval_benchmarks}],
+        "eval.validation": [{"name": "arith", "split": "validation", "limit": validation}],
+    }, show=show_config)
     try:
         _check_models(jobs[0])
         for config in jobs:
             console.rule(f"label {config.dataset.name}: {config.dataset.limit} problems x "
                          f"{config.solutions} solutions x {config.rollouts} rollouts")
             _print_summary(_run_label(config))
-        console.rule("retrain: PRM (he) and ORM -> best-of-N on arith test, MATH500, GSM8K -> promote")
+        console.rule("retrain: PRM (he) and ORM -> best-of-N on arith validation (decides promotion), "
+                     "arith test, MATH500, GSM8K (reported)")
         _print_retrain(_with_progress(retrain, config=factory_config))
     except (*_user_errors(), TrainingError) as exc:
         _fail(str(exc))
@@ -757,7 +863,8 @@ def demo(
     console.print(f"wall time: {time.perf_counter() - started:.0f} s    database: {db_path.resolve()}    plot: {plot}")
     console.print("try:\n"
                   f"  .venv/bin/prmf query gold_agreement --db {db_path}\n"
-                  f"  .venv/bin/prmf query models --db {db_path}\n"
+                  f"  .venv/bin/prmf query promotions --db {db_path}\n"
+                  f"  .venv/bin/prmf query scorer_diagnostics --db {db_path}\n"
                   f"  .venv/bin/prmf processbench --split math --limit 100 --db {db_path}",
                   soft_wrap=True)
 

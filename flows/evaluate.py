@@ -1,8 +1,10 @@
-"""The evaluate flow: candidate pools -> reward-model scores -> best-of-N accuracies.
+"""The evaluate flow: candidate pools -> reward-model scores -> best-of-N accuracies + diagnostics.
 
 Run it with ``prmf eval`` or as a Prefect deployment. Pools are sampled once per dataset and
-reused; each model scores a candidate once. Results land in ``eval_results`` and in the run's
-artifacts (a table per pool and the accuracy-vs-N plot).
+reused; each model scores a candidate once. Test pools (``datasets``) are reported; validation
+pools (``validation``) are what the retrain flow decides promotion on. Results and scorer
+diagnostics land in ``eval_results`` / ``eval_diagnostics`` and in the run's artifacts (a table
+per pool and the accuracy-vs-N plot).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tasks.artifacts import publish_evaluation_task
 from tasks.best_of_n import evaluate_pool_task, import_pool_task, prepare_pool_task
 from tasks.config import EvalConfig
 from tasks.models import prepare_model
+from tasks.runs import recorded_run
 
 
 def _run_name() -> str:
@@ -32,12 +35,13 @@ def _run_name() -> str:
 @flow(name="evaluate", flow_run_name=_run_name, log_prints=True)
 def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -> dict[str, Any]:
     """Best-of-N accuracy of the PRM and ORM (and score-free baselines) at N = 1, 2, 4, ... n_max."""
-    run_id = str(runtime.flow_run.id)
-    if pool_file is not None:
-        pools = [import_pool_task(config, run_id, pool_file)]
-    else:
-        prepare_model(config.generator.model)
-        pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
-    evaluations = [evaluate_pool_task(config, pool, run_id) for pool in pools]
-    publish_evaluation_task(evaluations, config.plot)  # the tables and the plot (written to config.plot)
-    return {"run_id": run_id, "pools": pools, "evaluations": evaluations}
+    with recorded_run(config.db, "evaluate", config) as run_id:
+        if pool_file is not None:
+            pools, validation = [import_pool_task(config, run_id, pool_file)], []
+        else:
+            prepare_model(config.generator.model)
+            pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
+            validation = [prepare_pool_task(config, run_id, settings) for settings in config.validation]
+        evaluations = [evaluate_pool_task(config, pool, run_id) for pool in [*validation, *pools]]
+        publish_evaluation_task(evaluations, config.plot)  # the tables and the plot (written to config.plot)
+    return {"run_id": run_id, "pools": pools, "validation_pools": validation, "evaluations": evaluations}

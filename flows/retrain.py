@@ -1,15 +1,15 @@
-"""The retrain flow: train a PRM (and an ORM baseline) -> evaluate -> compare -> promote.
+"""The retrain flow: train a PRM (and an ORM baseline) -> evaluate -> decide on validation -> promote.
 
-New models are evaluated on the stored candidate pools; the promoted models are scored on the
-same candidates, and a new model is promoted only if it beats its incumbent
-(``tasks/promotion.py``).
+New models are evaluated on the stored candidate pools; promotion is decided on the validation
+pools only, by a paired test against the promoted model (a first model: against majority vote),
+and every decision is stored with its evidence (``tasks/promotion.py``). Test pools are reported.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, runtime
+from prefect import flow
 
 from flows.evaluate import evaluate
 from tasks.artifacts import publish_retrain_task
@@ -17,20 +17,23 @@ from tasks.config import FactoryConfig
 from tasks.models import prepare_model
 from tasks.promotion import decide_task
 from tasks.registry import promoted_models_task
+from tasks.runs import recorded_run
 from tasks.training import train_task
 
 
 @flow(name="retrain", flow_run_name="retrain-prm-{config.train.target}", log_prints=True)
 def retrain(config: FactoryConfig = FactoryConfig()) -> dict[str, Any]:
-    """Train new reward models, evaluate them, promote those that beat the promoted ones."""
-    run_id = str(runtime.flow_run.id)
+    """Train new reward models, evaluate them, promote those that beat the promoted ones on validation."""
     prepare_model(config.train.base_model)
-    incumbents = promoted_models_task(str(config.db))
-    kinds = ("prm", "orm") if config.train_orm else ("prm",)
-    trained = {kind: train_task(config.train.model_copy(update={"kind": kind}), run_id) for kind in kinds}
-    new_ids = {kind: result["model_id"] for kind, result in trained.items()}
-    evaluation = evaluate(config.eval.model_copy(update={"prm": new_ids["prm"], "orm": new_ids.get("orm")}))
-    decisions = [decide_task(config.eval, evaluation["pools"], new_ids[kind], incumbents.get(kind),
-                             config.selection_aggregation) for kind in kinds]
-    publish_retrain_task(list(trained.values()), decisions)
+    with recorded_run(config.db, "retrain", config) as run_id:
+        incumbents = promoted_models_task(str(config.db))
+        kinds = ("prm", "orm") if config.train_orm else ("prm",)
+        trained = {kind: train_task(config.train.model_copy(update={"kind": kind}), run_id) for kind in kinds}
+        new_ids = {kind: result["model_id"] for kind, result in trained.items()}
+        evaluation = evaluate(config.eval.model_copy(update={"prm": new_ids["prm"], "orm": new_ids.get("orm")}))
+        decisions = [decide_task(config, evaluation["validation_pools"], new_ids[kind], incumbents.get(kind), run_id)
+                     for kind in kinds]
+        for decision in decisions:
+            print(f"{decision.kind.upper()} {decision.candidate}: {decision.reason}")  # the run's log in the UI
+        publish_retrain_task(list(trained.values()), decisions)
     return {"run_id": run_id, "trained": trained, "evaluation": evaluation, "decisions": decisions}

@@ -1,7 +1,8 @@
 """The train flow: fine-tune a reward model (PRM or ORM) on the store's labels and register it.
 
 Run it with ``prmf train`` or as a Prefect deployment. The checkpoint is written to a staging
-folder and moved into place only when complete; only then is it registered in ``prm_models``.
+folder and moved into place only when complete; only then is it registered in ``prm_models``
+with this run's id.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from prefect import flow, runtime
 
 from tasks.config import TrainConfig
 from tasks.models import prepare_model
+from tasks.runs import recorded_run
 from tasks.training import train_task
 
 
@@ -26,4 +28,5 @@ def _run_name() -> str:
 def train(config: TrainConfig = TrainConfig()) -> dict[str, Any]:
     """Train a reward model from step_estimates (PRM) or solution correctness (ORM)."""
     prepare_model(config.base_model)
-    return train_task(config, str(runtime.flow_run.id))
+    with recorded_run(config.db, "train", config) as run_id:
+        return train_task(config, run_id)

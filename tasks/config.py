@@ -17,8 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tasks.arith import ArithDifficulty
 from tasks.models import EMBEDDED_MODEL
+from tasks.steps import StepFormat
 
 Backend = Literal["vllm", "openai", "hf"]
+
+STEP_FORMAT_HELP = (
+    "how solutions are split into steps: line (one step per line; the embedded SmolLM2 default), paragraph "
+    "(blank-line separated, display maths and lists kept whole; Qwen2.5-Math-style models), marker ('Step k:')"
+)
 
 
 def default_db_path() -> Path:
@@ -35,9 +41,23 @@ def default_retrain_threshold() -> int:
         raise ValueError(f"PRMF_RETRAIN_THRESHOLD_STEPS={value!r} is not a whole number of steps") from None
 
 
+def _redact_urls(data: Any) -> Any:
+    """``data`` with every ``base_urls`` entry redacted, at any depth."""
+    if isinstance(data, dict):
+        return {k: [redact_url(u) for u in v] if k == "base_urls" and isinstance(v, list) else _redact_urls(v)
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_redact_urls(v) for v in data]
+    return data
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo in a config must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def public_dump(self) -> dict[str, Any]:
+        """The config as JSON data with credentials in server URLs redacted (``runs.config``, events)."""
+        return _redact_urls(self.model_dump(mode="json"))
 
 
 class ModelSettings(_Strict):
@@ -107,8 +127,16 @@ class DatasetSettings(_Strict):
     """Which problems to label. Built-ins: arith, gsm8k, math500, math; or jsonl / hf sources."""
 
     name: str = Field("arith", description="arith | gsm8k | math500 | math | jsonl | hf")
-    split: str | None = Field(None, description="split (default per dataset: arith train, gsm8k test, ...)")
-    limit: int = Field(50, ge=1, description="number of problems (first N in source order)")
+    split: str | None = Field(
+        None, description="split (default per dataset: arith train, gsm8k test, ...; arith also has validation)"
+    )
+    limit: int = Field(50, ge=1, description="number of problems")
+    select: Literal["first", "next"] = Field(
+        "first",
+        description="first: the first `limit` problems in source order (an explicit slice); next: the next `limit` "
+        "problems not yet fully labelled with this run's generator, completer, sampling, M and N (a data cursor: "
+        "each run adds new problems until the source is exhausted)",
+    )
     path: str | None = Field(None, description="jsonl: file path (.jsonl or .parquet); hf: dataset name or path")
     dataset_name: str | None = Field(None, description="jsonl/hf: name recorded in problems.dataset")
     question_field: str = Field("question", description="jsonl/hf: field holding the question (dots for nesting)")
@@ -144,6 +172,7 @@ class LabelConfig(_Strict):
     rollouts: int = Field(8, ge=1, description="N: rollouts per step prefix")
     generator: ModelSettings = Field(default_factory=ModelSettings, description="samples the solutions")
     completer: ModelSettings | None = Field(None, description="rolls out from prefixes (default: the generator)")
+    step_format: StepFormat = Field("line", description=STEP_FORMAT_HELP)
     generation: SamplingSettings = Field(
         default_factory=lambda: SamplingSettings(temperature=0.7, max_tokens=192),
         description="sampling for solutions",
@@ -171,14 +200,6 @@ class LabelConfig(_Strict):
     @property
     def completer_settings(self) -> ModelSettings:
         return self.completer or self.generator
-
-    def public_dump(self) -> dict[str, Any]:
-        """The config as JSON data with credentials in server URLs redacted (for the ``runs`` row)."""
-        data = self.model_dump(mode="json")
-        for role in ("generator", "completer"):
-            if data.get(role):
-                data[role]["base_urls"] = [redact_url(u) for u in data[role]["base_urls"]]
-        return data
 
 
 def default_models_dir() -> Path:
@@ -213,14 +234,25 @@ def _default_eval_datasets() -> tuple[DatasetSettings, ...]:
     return (DatasetSettings(name="arith", split="test", limit=40),)
 
 
+def _default_validation_datasets() -> tuple[DatasetSettings, ...]:
+    return (DatasetSettings(name="arith", split="validation", limit=40),)
+
+
 class EvalConfig(_Strict):
     """Best-of-N evaluation of reward models on candidate pools sampled once per dataset."""
 
     db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
     datasets: tuple[DatasetSettings, ...] = Field(
         default_factory=_default_eval_datasets,
-        description="evaluation problems (default: the first 40 arith test problems); gsm8k/math500 use their test sets",
+        description="reported test pools (default: the first 40 arith test problems); gsm8k/math500 use their test "
+        "sets; never used to choose or promote a model",
     )
+    validation: tuple[DatasetSettings, ...] = Field(
+        default_factory=_default_validation_datasets,
+        description="validation pools that decide promotion (default: 40 arith validation problems); problems held "
+        "out of training, never a test split; any question in an evaluation pool is excluded from training",
+    )
+    step_format: StepFormat = Field("line", description=STEP_FORMAT_HELP + " (the pools' candidates)")
     n_max: int = Field(8, ge=1, description="candidates per problem in a pool; N runs over 1, 2, 4, ... n_max")
     generator: ModelSettings = Field(default_factory=ModelSettings, description="samples the candidate pools")
     sampling: SamplingSettings = Field(
@@ -231,9 +263,23 @@ class EvalConfig(_Strict):
     orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; none: skipped)")
     seed: int = Field(0, description="candidate subsets and bootstrap seed")
     score_batch_size: int = Field(8, ge=1, description="candidates per reward-model forward pass")
+    score_max_length: int | None = Field(
+        None, ge=32,
+        description="tokens a reward model reads per candidate (default: the model's context window); a longer "
+        "candidate is scored on its final steps and counted as truncated",
+    )
     grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
     grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
     plot: Path | None = Field(None, description="write an accuracy-vs-N PNG here (one panel per dataset)")
+
+    @field_validator("validation")
+    @classmethod
+    def _not_a_test_split(cls, validation: tuple[DatasetSettings, ...]) -> tuple[DatasetSettings, ...]:
+        for settings in validation:
+            if settings.split == "test" or settings.name == "math500":
+                raise ValueError(f"validation pool {settings.name}/{settings.split or 'test'} is a test split; "
+                                 "promotion must be decided on held-out non-test problems")
+        return validation
 
     @property
     def ns(self) -> tuple[int, ...]:
@@ -245,11 +291,19 @@ class EvalConfig(_Strict):
         return (*ns, self.n_max)
 
 
+def _next_slice() -> LabelConfig:
+    return LabelConfig(dataset=DatasetSettings(select="next"))
+
+
 class FactoryConfig(_Strict):
     """One factory iteration: label, then retrain and evaluate when enough new labels arrived."""
 
     db: Path = Field(default_factory=default_db_path, description="the one store of all three stages (env PRMF_DB)")
-    label: LabelConfig = Field(default_factory=LabelConfig, description="the label run of this iteration")
+    label: LabelConfig = Field(
+        default_factory=_next_slice,
+        description="the label run of this iteration (default: the next 50 arith train problems not labelled yet; "
+        "label.dataset.select is 'next' unless the config says 'first')",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="PRM training settings (kind is set per model)")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation of new models against the promoted ones")
     retrain_by: Literal["flow", "automation"] = Field(
@@ -262,6 +316,11 @@ class FactoryConfig(_Strict):
     selection_aggregation: Literal["min", "last", "prod", "mean"] = Field(
         "min", description="PRM promotion metric: prm_best_of_n with this aggregation at N = n_max"
     )
+    promotion_confidence: float = Field(
+        0.95, gt=0.5, lt=1,
+        description="a new model is promoted only if a paired bootstrap over validation problems puts its gain over "
+        "the incumbent (for a first model: over majority vote) above 0 at this one-sided confidence",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -273,8 +332,46 @@ class FactoryConfig(_Strict):
         data = dict(data)
         for stage in ("label", "train", "eval"):
             sub = data.get(stage)
-            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub or {})
+            if sub is None:  # the stage's own default (the label stage's is the data cursor), on this store
+                sub = cls.model_fields[stage].default_factory().model_dump(exclude={"db"})
+            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub)
+            if stage == "label" and isinstance(sub.get("dataset"), dict) and "select" not in sub["dataset"]:
+                # A factory iteration labels new problems unless its config asks for a fixed slice.
+                sub["dataset"] = {**sub["dataset"], "select": "next"}
             if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
                 raise ValueError(f"{stage}.db ({sub['db']}) differs from the factory's db ({db}); use one store")
             data[stage] = {**sub, "db": db}
         return {**data, "db": db}
+
+    @model_validator(mode="after")
+    def _promotion_needs_validation(self) -> "FactoryConfig":
+        if not self.eval.validation:
+            raise ValueError("eval.validation is empty: a retrain decides promotion on validation pools")
+        return self
+
+
+class ProcessBenchConfig(_Strict):
+    """Earliest-error detection by a PRM on a ProcessBench split."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the registered PRM (env PRMF_DB)")
+    split: Literal["gsm8k", "math"] = Field("gsm8k", description="ProcessBench split")
+    model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
+    limit: int | None = Field(None, ge=2, description="samples per split (default: all)")
+    threshold: float | None = Field(None, description="step-score threshold (default: chosen for F1 on gsm8k)")
+    batch_size: int = Field(8, ge=1, description="solutions per forward pass")
+
+
+class ScoreConfig(_Strict):
+    """Scoring solutions step by step with a registered reward model."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the registered model (env PRMF_DB)")
+    model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
+    step_format: StepFormat = Field("line", description=STEP_FORMAT_HELP + " (solutions given as text)")
+    batch_size: int = Field(8, ge=1, description="solutions per forward pass")
+
+
+class IngestConfig(_Strict):
+    """Loading problems into the store (no generation)."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    dataset: DatasetSettings = Field(default_factory=lambda: DatasetSettings(limit=1_000_000))

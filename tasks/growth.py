@@ -8,8 +8,11 @@ reaches the threshold, and not again for the same promoted model until another t
 steps arrived: the run that crosses it claims a ``retrain_triggers`` row (under the store's write
 lock), so a crossing starts exactly one retrain even while later label runs finish before that
 retrain has promoted anything. On a server the ``retrain-on-growth`` trigger of the ``retrain``
-deployment (``infra/prefect.yaml``) reacts to events marked due; ``prmf factory`` retrains in
-its own run.
+deployment (``infra/prefect.yaml``) reacts to events marked due and starts ``retrain`` with the
+event's ``retrain_config``: the configuration of the factory run that started the label run (else
+of the newest factory run on the store, else the defaults), so a triggered retrain trains and
+evaluates exactly as the factory was configured to. ``prmf factory`` retrains in its own run.
+The event also says when a data cursor found its source exhausted.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
+from pydantic import ValidationError
 
+from tasks.config import FactoryConfig
+from tasks.ingest import IngestSummary
 from tasks.registry import label_snapshot, promoted_model
 from tasks.store import Store, internal_sql
 
@@ -85,21 +91,47 @@ def run_labelled_steps(store: Store, run_id: str) -> int:
     return int(store.scalar(internal_sql("run_labelled_steps"), {"run_id": run_id}))
 
 
+def retrain_config(store: Store, run_id: str) -> tuple[dict[str, Any], str]:
+    """The configuration a retrain triggered by label run ``run_id`` must use, and where it came
+    from: the factory run that started it, else the newest factory run on this store, else the
+    defaults. Its store is this store (an absolute path: the worker's directory may differ)."""
+    db = str(store.path.resolve())
+    rows = store.query(internal_sql("retrain_config"), {"run_id": run_id}).rows
+    if not rows:
+        return FactoryConfig(db=db).public_dump(), "defaults (no factory run on this store)"
+    factory_run, stored = rows[0]
+    data = json.loads(stored)
+    for stage in ("label", "train", "eval"):
+        data.get(stage, {}).pop("db", None)
+    try:
+        return FactoryConfig.model_validate({**data, "db": db}).public_dump(), f"factory run {factory_run}"
+    except ValidationError as exc:  # written by an older version: say so rather than fail the label run
+        reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        return FactoryConfig(db=db).public_dump(), f"defaults (factory run {factory_run}'s config is invalid: {reason})"
+
+
 @dataclass(frozen=True)
 class GrowthSignal:
-    """What a label run reports after it finished: its own contribution and the store's growth."""
+    """What a label run reports after it finished: its own contribution, the store's growth, whether
+    its data cursor found the source exhausted, and the configuration a triggered retrain uses."""
 
     dataset: str
     split: str | None
     run_labelled_steps: int
     growth: Growth
     db: str
+    exhausted: bool = False
+    exhaustion: str | None = None
+    retrain_config: dict[str, Any] = field(default_factory=dict)
+    retrain_config_source: str = ""
 
     def event_payload(self) -> dict[str, Any]:
         g = self.growth
         return {"dataset": self.dataset, "split": self.split, "new_labelled_steps": self.run_labelled_steps,
                 "labelled_steps": g.labelled_steps, "growth_steps": g.new_steps, "threshold": g.threshold,
-                "baseline_model": g.baseline_model, "retrain_due": g.due, "db": self.db}
+                "baseline_model": g.baseline_model, "retrain_due": g.due, "db": self.db,
+                "exhausted": self.exhausted, "exhaustion": self.exhaustion,
+                "retrain_config": self.retrain_config, "retrain_config_source": self.retrain_config_source}
 
     def describe(self) -> str:
         g = self.growth
@@ -112,18 +144,22 @@ class GrowthSignal:
             verdict = f"{g.threshold - g.new_steps} more to go"
         added = ("test split, not counted" if self.split == "test"
                  else f"{self.run_labelled_steps} labelled steps added by this run")
-        return (f"{self.dataset}/{self.split}: {added}; {g.new_steps} labelled steps since {since}, threshold "
+        line = (f"{self.dataset}/{self.split}: {added}; {g.new_steps} labelled steps since {since}, threshold "
                 f"{g.threshold}: {verdict}")
+        return f"{line}. {self.exhaustion}" if self.exhaustion else line
 
 
-def signal_growth(store: Store, run_id: str, dataset: str, split: str | None, threshold: int) -> GrowthSignal:
+def signal_growth(store: Store, run_id: str, selected: IngestSummary, threshold: int) -> GrowthSignal:
     """Measure a finished label run's growth, claim the retrain trigger when due, emit the event."""
-    signal = GrowthSignal(dataset, split, run_labelled_steps(store, run_id),
-                          claim_retrain(store, threshold, run_id, dataset), str(store.path.resolve()))
+    config, source = retrain_config(store, run_id)
+    signal = GrowthSignal(selected.dataset, selected.split, run_labelled_steps(store, run_id),
+                          claim_retrain(store, threshold, run_id, selected.dataset), str(store.path.resolve()),
+                          selected.exhausted, selected.describe_exhaustion() if selected.exhausted else None,
+                          config, source)
     # Matched by the retrain deployment's trigger on these resource labels (infra/prefect.yaml).
     emit_event(
         event=LABEL_EVENT,
-        resource={"prefect.resource.id": f"prmf.dataset.{dataset}", "prefect.resource.name": dataset,
+        resource={"prefect.resource.id": f"prmf.dataset.{signal.dataset}", "prefect.resource.name": signal.dataset,
                   "prmf.retrain-due": str(signal.growth.due).lower()},
         related=[{"prefect.resource.id": f"prmf.store.{signal.db}", "prefect.resource.role": "store",
                   "prefect.resource.name": Path(signal.db).name}],
@@ -132,7 +168,7 @@ def signal_growth(store: Store, run_id: str, dataset: str, split: str | None, th
     return signal
 
 
-@task(name="signal-growth", cache_policy=NO_CACHE, task_run_name="growth-after-{dataset}")
-def signal_growth_task(db: str, run_id: str, dataset: str, split: str | None, threshold: int) -> GrowthSignal:
+@task(name="signal-growth", cache_policy=NO_CACHE, task_run_name="growth-after-{selected.dataset}")
+def signal_growth_task(db: str, run_id: str, selected: IngestSummary, threshold: int) -> GrowthSignal:
     with Store(db, read_only=False) as store:
-        return signal_growth(store, run_id, dataset, split, threshold)
+        return signal_growth(store, run_id, selected, threshold)

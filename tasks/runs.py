@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from prefect import task
+from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from tasks.config import LabelConfig
 from tasks.models import resolve_model
-from tasks.store import Store, to_json
+from tasks.store import Store, internal_sql, to_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,40 +51,39 @@ def process_alive(pid: int) -> bool:
 def mark_crashed_runs(store: Store) -> list[str]:
     """Runs still 'running' whose process on this host is gone were killed: say so."""
     host = socket.gethostname()
-    rows = store.query("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [host]).rows
+    rows = store.query(internal_sql("running_runs_on_host"), {"host": host}).rows
     crashed = [run_id for run_id, pid in rows if pid is None or not process_alive(pid)]
     for run_id in crashed:
         store.finish_run(run_id, "crashed", f"process on {host} ended without finishing the run")
     return crashed
 
 
-def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | None, config: LabelConfig) -> None:
-    completer = config.completer_settings
+def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | None, config: BaseModel,
+              parent_run_id: str | None = None) -> None:
+    """Record a flow run of any kind: its configuration (credentials redacted), code version and
+    process; label runs also fill the model and sampling columns."""
     mark_crashed_runs(store)
-    store.start_run(
-        {
-            "run_id": run_id,
-            "flow_name": flow_name,
-            "flow_run_name": flow_run_name,
-            "dataset": config.dataset.name,
-            "split": config.dataset.split,
+    row: dict[str, Any] = {
+        "run_id": run_id, "flow_name": flow_name, "flow_run_name": flow_run_name, "parent_run_id": parent_run_id,
+        "config": to_json(config.public_dump()), "code_version": code_version(), "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    if isinstance(config, LabelConfig):
+        completer = config.completer_settings
+        row |= {
+            "dataset": config.dataset.name, "split": config.dataset.split,
             "generator_model": resolve_model(config.generator.model).identity,
-            "completer_model": resolve_model(completer.model).identity,
-            "backend": completer.backend,
-            "generation_params": config.generation.key(),
-            "rollout_params": config.rollout.key(),
-            "config": to_json(config.public_dump()),
-            "code_version": code_version(),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+            "completer_model": resolve_model(completer.model).identity, "backend": completer.backend,
+            "generation_params": config.generation.key(), "rollout_params": config.rollout.key(),
         }
-    )
+    store.start_run(row)
 
 
 @task(name="start-run", cache_policy=NO_CACHE, task_run_name="record-run-{flow_name}")
-def start_run_task(config: LabelConfig, run_id: str, flow_name: str, flow_run_name: str | None) -> None:
-    with Store(config.db) as store:
-        start_run(store, run_id, flow_name, flow_run_name, config)
+def start_run_task(db: str, run_id: str, flow_name: str, flow_run_name: str | None, config: BaseModel,
+                   parent_run_id: str | None = None) -> None:
+    with Store(db) as store:
+        start_run(store, run_id, flow_name, flow_run_name, config, parent_run_id)
 
 
 @task(name="finish-run", cache_policy=NO_CACHE, task_run_name="finish-run-{status}")
@@ -91,6 +93,22 @@ def finish_run_task(db: str, run_id: str, status: str, error: str | None = None)
     with Store(db) as store, store.transaction():
         store.finish_run(run_id, status, error)
         release(store, run_id)  # a run that ended holds no work
+
+
+@contextmanager
+def recorded_run(db: str | Path, flow_name: str, config: BaseModel) -> Iterator[str]:
+    """The current Prefect flow run as a ``runs`` row (lineage): recorded as running when the block
+    starts, completed or failed (with the error) when it ends. Yields the run id, which the rows
+    the run writes (models, pools, results, decisions) carry."""
+    run_id = str(runtime.flow_run.id)
+    parent = runtime.flow_run.parent_flow_run_id
+    start_run_task(str(db), run_id, flow_name, runtime.flow_run.name, config, str(parent) if parent else None)
+    try:
+        yield run_id
+    except BaseException as exc:
+        finish_run_task(str(db), run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run_task(str(db), run_id, "completed")
 
 
 def summarize_run(
@@ -106,6 +124,9 @@ def summarize_run(
         "split": ingested.split,
         **summary,
         "quarantined": ingested.quarantined,
+        "select": ingested.select,
+        "already_labelled": ingested.already_labelled if ingested.select == "next" else None,
+        "exhausted": ingested.exhausted,
         "new_solutions": generated.solutions,
         "prefixes_labelled_now": labelled.units_labelled,
         "prefixes_already_stored": labelled.units_done_before,

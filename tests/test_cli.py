@@ -68,9 +68,14 @@ def test_bad_input_gives_one_line_errors(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "gone.jsonl: file not found" in result.output
 
 
-def test_config_file_and_flag_overrides_compose():
-    from flows.cli import _build_config
+def test_config_file_and_flag_overrides_compose(tmp_path):
+    from flows.cli import _config
     from tasks.config import FactoryConfig, LabelConfig
+
+    def _build_config(model, base, overrides):
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(base))
+        return _config(model, path, overrides)
 
     base = {"dataset": {"name": "gsm8k", "limit": 7}, "rollouts": 16}
     config = _build_config(LabelConfig, base, {"dataset.name": None, "rollouts": 4, "generation.temperature": 0.2})
@@ -124,3 +129,74 @@ def test_damaged_or_locked_store_gives_one_line_errors_on_every_command(tmp_path
         holder.wait(timeout=30)
     result = runner.invoke(app, ["query", "SELECT count(*) AS n FROM problems", "--json", "--db", str(locked)])
     assert json.loads(result.output) == [{"n": 3}]  # the holder's store is intact
+
+
+COMMANDS = {  # command -> (its configuration model, a config file, flags, the dotted fields the flags set)
+    "label": ("LabelConfig", {"dataset": {"name": "gsm8k", "limit": 5}, "rollouts": 16},
+              ["--limit", "7", "--select", "next", "--step-format", "paragraph"],
+              {"dataset.limit": 7, "dataset.select": "next", "step_format": "paragraph"}),
+    "train": ("TrainConfig", {"kind": "orm", "epochs": 3}, ["--epochs", "1", "--lr", "0.001"],
+              {"epochs": 1, "lr": 0.001}),
+    "eval": ("EvalConfig", {"n_max": 4, "validation": [{"name": "arith", "split": "validation", "limit": 9}]},
+             ["--n-max", "2", "--validation-limit", "3", "--step-format", "marker"],
+             {"n_max": 2, "validation.0.limit": 3, "step_format": "marker"}),
+    "processbench": ("ProcessBenchConfig", {"split": "math", "limit": 10}, ["--limit", "4"], {"limit": 4}),
+    "score": ("ScoreConfig", {"batch_size": 2}, ["--step-format", "paragraph"], {"step_format": "paragraph"}),
+    "ingest": ("IngestConfig", {"dataset": {"name": "math500", "limit": 3}}, ["--limit", "2"], {"dataset.limit": 2}),
+    "factory": ("FactoryConfig", {"train": {"epochs": 5}, "label": {"dataset": {"name": "gsm8k", "split": "train"}}},
+                ["--limit", "3", "--epochs", "1", "--confidence", "0.9", "--eval-limit", "6"],
+                {"label.dataset.limit": 3, "train.epochs": 1, "promotion_confidence": 0.9,
+                 "eval.datasets.0.limit": 6}),
+    "retrain": ("FactoryConfig", {"eval": {"n_max": 4}}, ["--target", "se"], {"train.target": "se"}),
+}
+
+
+def _at(data, dotted):
+    for part in dotted.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def test_every_command_builds_its_configuration_one_way(tmp_path):
+    """--config FILE, then flags on top, into the one configuration model: what --show-config prints
+    is exactly what the model makes of the file plus the flags, i.e. what a deployment run receives."""
+    import tasks.config as models
+
+    for command, (model_name, file_data, flags, expected) in COMMANDS.items():
+        model = getattr(models, model_name)
+        path = tmp_path / f"{command}.json"
+        path.write_text(json.dumps(file_data))
+        db = tmp_path / "x.duckdb"
+        result = runner.invoke(app, [command, "--config", str(path), *flags, "--db", str(db), "--show-config"])
+        assert result.exit_code == 0, (command, result.output)
+        shown = json.loads(result.output)
+        config = model.model_validate(shown)  # a deployment given this JSON gets this configuration
+        assert config.db == db, command
+        for dotted, value in expected.items():
+            assert _at(shown, dotted) == value, (command, dotted)
+        # Fields the flags did not touch keep the file's values.
+        untouched = {k: v for k, v in file_data.items() if not any(d.split(".")[0] == k for d in expected)}
+        for key, value in untouched.items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    assert shown[key][sub] == sub_value, (command, key, sub)
+            else:
+                assert shown[key] == value, (command, key)
+    # A factory's label stage is a data cursor unless its config asks for a fixed slice.
+    factory = json.loads(runner.invoke(app, ["factory", "--config", str(tmp_path / "factory.json"), "--show-config"]).output)
+    assert factory["label"]["dataset"]["select"] == "next" and factory["label"]["dataset"]["split"] == "train"
+
+
+def test_bad_config_files_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = runner.invoke(app, ["train", "--config", str(broken)])
+    assert result.exit_code == 2 and f"cannot read config {broken}" in result.output
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"epochz": 2}))
+    result = runner.invoke(app, ["train", "--config", str(typo)])
+    assert result.exit_code == 2 and "epochz: Extra inputs are not permitted" in result.output
+    test_split = tmp_path / "validation.json"
+    test_split.write_text(json.dumps({"validation": [{"name": "gsm8k", "split": "test"}]}))
+    result = runner.invoke(app, ["eval", "--config", str(test_split)])
+    assert result.exit_code == 2 and "is a test split" in result.output

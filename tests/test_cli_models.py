@@ -39,7 +39,8 @@ def test_score_file_scores_each_step_and_skips_bad_lines(db, trained_models, tmp
     # The numbers are the model's own: the same as calling the scoring function.
     expected = RewardModel(trained_models["prm"].path).score_many(
         [("What is 2 + 3?", ["2 + 3 = 5", "The answer is 5."]), ("What is 2 + 3?", ["2 + 3 = 6", "6 + 0 = 6", "The answer is 6."])])
-    assert [line["step_scores"] for line in lines] == [[round(x, 6) for x in s] for s in expected]
+    assert [line["step_scores"] for line in lines] == [[round(x, 6) for x in s.step_scores] for s in expected]
+    assert [line["truncated"] for line in lines] == [False, False]
 
 
 def test_score_needs_input_and_a_known_model(db):
@@ -57,14 +58,21 @@ def test_processbench_cli_stores_a_row(db, trained_models):
         assert store.query("SELECT model_id, split, f1 FROM processbench_results").rows == [
             (trained_models["prm"].model_id, "math", data["f1"])]
     bad = runner.invoke(app, ["processbench", "--split", "aime", "--db", str(db)])
-    assert bad.exit_code == 2 and "gsm8k or math" in bad.stderr
+    assert bad.exit_code == 2 and "split: Input should be 'gsm8k' or 'math'" in bad.stderr
 
 
 def test_processbench_rows_carry_the_flow_run_id(db):
     from flows.processbench import processbench
+    from tasks.config import ProcessBenchConfig
 
-    state = processbench(split="gsm8k", limit=2, threshold=0.5, db=db, return_state=True)
+    config = ProcessBenchConfig(db=db, split="gsm8k", limit=2, threshold=0.5)
+    state = processbench(config=config, return_state=True)
     result = state.result()
     with Store(db, read_only=True) as store:
         [(run_id, threshold)] = store.query("SELECT run_id, threshold FROM processbench_results").rows
+        [(flow_name, status, stored)] = store.query("SELECT flow_name, status, config FROM runs WHERE run_id = ?",
+                                                    [run_id]).rows
     assert run_id == str(state.state_details.flow_run_id) and threshold == 0.5 and result["samples"] == 2
+    # Lineage: the run's own row, with the configuration it ran with.
+    assert (flow_name, status) == ("processbench", "completed")
+    assert ProcessBenchConfig.model_validate(json.loads(stored)) == config

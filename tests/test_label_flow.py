@@ -79,3 +79,37 @@ def test_label_flow_records_every_prefix(prefect_harness, engine, db_path):
     with Store(db_path, read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM rollouts") == rollouts
         assert store.scalar("SELECT count(*) FROM runs WHERE status = 'completed'") == 2
+
+
+def test_step_format_is_used_by_prompts_splitting_and_prefixes(prefect_harness, engine, db_path):
+    """A run with step_format=paragraph: the prompts ask for blank-line steps, the stored steps are
+    the paragraph split of each solution, and every rollout continues from that split's prefix."""
+    import json
+
+    from tasks.generation import generation_key
+    from tasks.models import resolve_model
+    from tasks.steps import prefix_text, split_steps
+    from tasks.store import content_key
+
+    config = small_config(db_path, dataset={"name": "arith", "limit": 2}, solutions=2, rollouts=2,
+                          step_format="paragraph")
+    label(config=config)
+    with Store(db_path, read_only=True) as store:
+        solutions = store.query("SELECT solution_id, problem_id, text, step_format FROM solutions").rows
+        assert solutions and {r[3] for r in solutions} == {"paragraph"}
+        for solution_id, _, text, _ in solutions:
+            stored = [r[0] for r in store.query("SELECT text FROM steps WHERE solution_id = ? ORDER BY step_index",
+                                                [solution_id]).rows]
+            steps = split_steps(text, "paragraph")
+            assert stored == steps
+            hashes = [r[0] for r in store.query("SELECT prefix_hash FROM steps WHERE solution_id = ? "
+                                                "ORDER BY step_index", [solution_id]).rows]
+            assert hashes == [content_key(prefix_text(steps, k, "paragraph")) for k in range(1, len(steps) + 1)]
+        # The generator request is keyed by the format: a line-format run of the same problems is other work.
+        generator = resolve_model(config.generator.model).identity
+        params = config.generation.key()
+        keys = {r[0] for r in store.query("SELECT generation_id FROM generations").rows}
+        assert keys == {generation_key(p, generator, params, 2, "paragraph") for p in {r[1] for r in solutions}}
+        assert not keys & {generation_key(p, generator, params, 2, "line") for p in {r[1] for r in solutions}}
+        stored_config = json.loads(store.scalar("SELECT config FROM runs"))
+        assert stored_config["step_format"] == "paragraph"

@@ -51,6 +51,11 @@ class Served:
         """Create a flow run of a deployment and wait for the worker to finish it."""
         run = self.api.post(f"/deployments/{self.deployment_id(name)}/create_flow_run",
                             json={"parameters": parameters}).raise_for_status().json()
+        return self.wait(run["id"], timeout_s)
+
+    def wait(self, run_id: str, timeout_s: float) -> dict:
+        """Wait for a flow run to end; it must complete."""
+        run = {"id": run_id}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             run = self.api.get(f"/flow_runs/{run['id']}").raise_for_status().json()
@@ -162,7 +167,9 @@ def test_serve_sets_up_pool_deployments_and_worker(served):
     assert {n: int((served.state / f"{n}.pid").read_text()) for n in served.pids} == served.pids
 
 
-def test_growth_trigger_starts_exactly_one_retrain_when_the_threshold_is_crossed(served, below_threshold_run):
+def test_growth_trigger_runs_one_retrain_with_the_factorys_configuration(served, below_threshold_run):
+    from tasks.config import FactoryConfig
+
     below = served.label_event(below_threshold_run["id"])
     assert below["resource"]["prmf.retrain-due"] == "false"
     assert below["payload"]["dataset"] == "arith" and below["payload"]["threshold"] == served.threshold
@@ -170,25 +177,43 @@ def test_growth_trigger_starts_exactly_one_retrain_when_the_threshold_is_crossed
     time.sleep(10)  # the automation reacts within seconds: give it the chance to misfire
     assert served.runs_of("retrain") == []
 
-    crossing = served.run_deployment("label", {"config": {
-        "dataset": {"name": "arith", "limit": 2}, "solutions": 2, "rollouts": 2}})
-    event = served.label_event(crossing["id"])
+    # The scheduled factory's way: a factory run whose label stage (the next 2 problems) crosses the
+    # threshold, with a tiny training and evaluation configuration the retrain must inherit.
+    factory_config = {
+        "db": str(served.db), "retrain_by": "automation", "promotion_confidence": 0.9,
+        "label": {"dataset": {"name": "arith", "limit": 2}, "solutions": 2, "rollouts": 2,
+                  "retrain_threshold_steps": served.threshold},
+        "train": {"epochs": 1, "batch_size": 4, "val_fraction": 0.25, "models_dir": str(served.state / "models")},
+        "eval": {"n_max": 2, "datasets": [{"name": "arith", "split": "test", "limit": 2}],
+                 "validation": [{"name": "arith", "split": "validation", "limit": 2}]},
+    }
+    crossing = served.run_deployment("factory", {"config": factory_config})
+    [label_run] = served.api.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [crossing["id"]]}}}
+                                  ).raise_for_status().json()  # the label subflow emitted the event
+    event = served.label_event(label_run["id"])
     assert event["resource"]["prmf.retrain-due"] == "true"
     assert event["payload"]["new_labelled_steps"] > 0
     assert event["payload"]["growth_steps"] == served.threshold - 1 + event["payload"]["new_labelled_steps"]
+    assert event["payload"]["retrain_config_source"] == f"factory run {crossing['id']}"
 
     deadline = time.monotonic() + 90
     while not (retrains := served.runs_of("retrain")) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert len(retrains) == 1, "the crossing did not start the retrain deployment"
-    # Training is not what this test is about: cancel the run before the worker spends minutes on it.
-    served.api.post(f"/flow_runs/{retrains[0]['id']}/set_state",
-                    json={"state": {"type": "CANCELLED"}, "force": True}).raise_for_status()
-    assert retrains[0]["parameters"] == {"config": {"db": str(served.db)}}  # the store that grew
-    time.sleep(10)
+    # The triggered retrain received the factory's whole configuration, not just its store.
+    assert FactoryConfig.model_validate(retrains[0]["parameters"]["config"]) == FactoryConfig.model_validate(factory_config)
+    finished = served.wait(retrains[0]["id"], timeout_s=900)  # it trains, evaluates and decides on the worker
+    assert finished["state_type"] == "COMPLETED"
     assert len(served.runs_of("retrain")) == 1  # exactly one
     with Store(served.db, read_only=True) as store:
-        assert store.query("SELECT run_id FROM retrain_triggers").rows == [(crossing["id"],)]
+        assert store.query("SELECT run_id FROM retrain_triggers").rows == [(label_run["id"],)]
+        models = store.query("SELECT kind, run_id FROM prm_models ORDER BY kind").rows
+        assert models == [("orm", finished["id"]), ("prm", finished["id"])]
+        decided = store.query("SELECT kind, baseline, problems, confidence FROM promotion_decisions WHERE run_id = ? "
+                              "ORDER BY kind", [finished["id"]]).rows
+        assert decided == [("orm", "majority", 2, 0.9), ("prm", "majority", 2, 0.9)]  # the factory's settings
+        retrain_row = store.query("SELECT flow_name, status FROM runs WHERE run_id = ?", [finished["id"]]).rows
+        assert retrain_row == [("retrain", "completed")]
 
 
 @pytest.fixture(scope="module")
