@@ -70,5 +70,9 @@ def test_factory_deployment_is_scheduled_and_its_parameters_validate():
     assert schedule["cron"] == "0 */6 * * *" and schedule["active"]
     config = FactoryConfig.model_validate(factory["parameters"]["config"])
     assert config.retrain_by == "automation"  # the served factory leaves retraining to the growth trigger
+    assert config.label.dataset.select == "next"  # every scheduled run labels problems not labelled yet
+    [retrain] = [d for d in spec["deployments"] if d["name"] == "retrain"]
+    [trigger] = retrain["triggers"]  # the whole factory configuration travels with the growth event
+    assert trigger["parameters"] == {"config": "{{ event.payload.retrain_config }}"}
     pools = {d["work_pool"]["name"] for d in spec["deployments"]}
     assert pools == {"prmf"} and "--pool\", \"prmf\"" in (REPO / "infra" / "compose.gpu.yaml").read_text()
