@@ -62,6 +62,12 @@ StepFormatOption = Annotated[Optional[str], typer.Option(
     "--step-format", help="line | paragraph | marker: how solutions split into steps (default line)")]
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", help="JSON file with this command's configuration (tasks/config.py); flags override it")]
+# Options of the commands that run a factory configuration (factory, retrain).
+EvalLimitOption = Annotated[Optional[int], typer.Option(help="problems per test pool (default 40)")]
+ValidationLimitOption = Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")]
+NMaxOption = Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")]
+ConfidenceOption = Annotated[Optional[float], typer.Option(
+    help="one-sided confidence a new model's validation gain must reach (default 0.95)")]
 ShowConfigOption = Annotated[bool, typer.Option(
     "--show-config", help="print the resolved configuration as JSON (what a deployment run would receive) and exit")]
 
@@ -570,10 +576,10 @@ def factory(
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix")] = None,
     threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
-    eval_limit: Annotated[Optional[int], typer.Option(help="problems per test pool (default 40)")] = None,
-    validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
-    n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
-    confidence: Annotated[Optional[float], typer.Option(help="one-sided confidence a new model's validation gain must reach (default 0.95)")] = None,
+    eval_limit: EvalLimitOption = None,
+    validation_limit: ValidationLimitOption = None,
+    n_max: NMaxOption = None,
+    confidence: ConfidenceOption = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the iteration's result as JSON")] = False,
@@ -582,22 +588,13 @@ def factory(
     """One factory iteration (the factory flow; config: FactoryConfig): label the next problems -> growth check
     -> retrain, evaluate, promote on validation when due."""
     from flows.factory import factory as factory_flow
-    from tasks.training import TrainingError
 
     config = _factory_config(config_file, db, {
         "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
         "label.dataset.select": select, "label.solutions": solutions, "label.rollouts": rollouts,
         "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
     }, eval_limit, validation_limit, show_config)
-    try:
-        _check_models(config.label)
-        result = _with_progress(factory_flow, config=config)
-    except (*_user_errors(), TrainingError, ValueError) as exc:
-        _fail(str(exc))
-    finally:
-        from tasks.completers import close_completers
-
-        close_completers()
+    result = _run_factory_flow(factory_flow, config)
     if as_json:
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
         return
@@ -614,14 +611,28 @@ def _factory_config(config_file: Path | None, db: Path | None, overrides: dict[s
                    _eval_overrides("eval", None, eval_limit, validation_limit), show)
 
 
+def _run_factory_flow(flow_fn, config) -> dict[str, Any]:
+    """Run the factory or retrain flow: models checked first, user errors as one line, engines closed after."""
+    from tasks.completers import close_completers
+    from tasks.training import TrainingError
+
+    try:
+        _check_models(config.label)
+        return _with_progress(flow_fn, config=config)
+    except (*_user_errors(), TrainingError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        close_completers()
+
+
 @app.command()
 def retrain(
     target: Annotated[Optional[str], typer.Option(help="PRM target: he | se (default he)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
-    eval_limit: Annotated[Optional[int], typer.Option(help="problems per test pool (default 40)")] = None,
-    validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
-    n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 8)")] = None,
-    confidence: Annotated[Optional[float], typer.Option(help="one-sided confidence a new model's validation gain must reach (default 0.95)")] = None,
+    eval_limit: EvalLimitOption = None,
+    validation_limit: ValidationLimitOption = None,
+    n_max: NMaxOption = None,
+    confidence: ConfidenceOption = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
@@ -630,20 +641,11 @@ def retrain(
     """Train a PRM and an ORM, evaluate them, promote those that beat the promoted ones on validation
     (the retrain flow; config: FactoryConfig, the same a growth-triggered retrain receives)."""
     from flows.retrain import retrain as retrain_flow
-    from tasks.training import TrainingError
 
     config = _factory_config(config_file, db, {
         "train.target": target, "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
     }, eval_limit, validation_limit, show_config)
-    try:
-        _check_models(config.label)
-        result = _with_progress(retrain_flow, config=config)
-    except (*_user_errors(), TrainingError, ValueError) as exc:
-        _fail(str(exc))
-    finally:
-        from tasks.completers import close_completers
-
-        close_completers()
+    result = _run_factory_flow(retrain_flow, config)
     if as_json:
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
         return
