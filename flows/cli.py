@@ -198,6 +198,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "rollouts": "rollouts", "he_rate": "HE rate (prefixes)", "mean_se": "mean SE (prefixes)",
         "he_gold_agreement": "HE agreement with gold", "se_gold_agreement": "SE agreement with gold (>=0.5)",
         "gold_steps": "prefixes with gold labels", "quarantined": "quarantined rows",
+        "already_labelled": "problems skipped: already labelled (cursor)",
         "prefixes_labelled_now": "prefixes labelled by this run", "prefixes_already_stored": "prefixes already stored",
         "prefixes_by_other_runs": "prefixes stored by concurrent runs",
         "prefixes_recomputed": "prefixes computed twice (lapsed lease)",
@@ -210,10 +211,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
             value = f"{summary['dataset']} / {summary['split']}"
         if key in ("he_gold_agreement", "se_gold_agreement") and not summary.get("gold_steps"):
             value = "n/a (no gold labels)"
+        if key == "already_labelled" and value is None:  # a fixed slice skips nothing
+            continue
         table.add_row(label, _fmt(value))
     console.print(table)
     if summary.get("growth"):
-        console.print(f"growth: {summary['growth'].describe()}")
+        console.print(f"growth: {summary['growth'].describe()}", soft_wrap=True)
 
 
 def _check_models(config) -> None:
