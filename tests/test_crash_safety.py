@@ -157,6 +157,11 @@ def test_training_killed_midway_registers_nothing_and_a_rerun_completes(tmp_path
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     with Store(db, read_only=True) as store:
-        (model_id, path), = store.query("SELECT model_id, path FROM prm_models").rows
+        (model_id, path, model_run), = store.query("SELECT model_id, path, run_id FROM prm_models").rows
+        runs = store.query("SELECT run_id, flow_name, status FROM runs ORDER BY started_at").rows
     assert (Path(path) / "prm.json").is_file() and Path(path).name == model_id
     assert not list(models.glob(".*.partial"))  # the killed run's staging folder was cleaned up
+    # Lineage: both train runs have their row; the killed one was marked crashed by the rerun, and
+    # the model points to the run that trained it.
+    assert [(flow, status) for _, flow, status in runs] == [("train", "crashed"), ("train", "completed")]
+    assert model_run == runs[1][0]

@@ -482,3 +482,15 @@ def test_choose_threshold_errors():
         choose_threshold([[0.5], [0.5]], [0])
     with pytest.raises(ValueError, match="finite"):
         choose_threshold([[0.5], [math.nan]], [0, -1])
+
+
+def test_results_table_flags_a_selector_worse_than_pass_at_1():
+    from tasks.best_of_n import PoolEvaluation, results_table
+
+    results = (MethodResult("pass@1", None, 4, 0.5, 10, 0.4, 0.6), MethodResult("majority", None, 4, 0.7, 10, 0.4, 0.9),
+               MethodResult("prm_best_of_n", "min", 4, 0.3, 10, 0.1, 0.6), MethodResult("pass@1", None, 1, 0.5, 10, 0.4, 0.6),
+               MethodResult("prm_best_of_n", "min", 1, 0.6, 10, 0.3, 0.9))
+    columns, rows = results_table(PoolEvaluation("p", "arith", "validation", 10, "prm-x", None, results))
+    notes = {row[0]: row[columns.index("note")] for row in rows}
+    # Judged at the largest N: 0.3 < 0.5 is flagged (though it beat pass@1 at N=1); 0.7 is not.
+    assert notes == {"pass@1": "", "majority": "", "prm_best_of_n (min)": "worse than pass@1 at N=4"}
