@@ -24,8 +24,11 @@ VARIANTS: dict[str, dict] = {
     "no-reserved-core": {"settings": {"enforce_eager": False}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}},
     # Skip torch.compile: faster start, maybe slower decode.
     "eager": {"settings": {"enforce_eager": True}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}},
-    # What prmf uses on CPU (ModelSettings defaults): both of the above.
+    # What prmf uses on CPU (ModelSettings defaults): both of the above, dtype auto.
     "prmf-default": {"settings": {}, "env": {}},
+    # The weights' dtype, forced: dtype auto picks fp32 on a CPU without AVX-512, bf16 otherwise.
+    "bf16": {"settings": {"dtype": "bfloat16"}, "env": {}},
+    "fp32": {"settings": {"dtype": "float32"}, "env": {}},
 }
 
 

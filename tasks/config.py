@@ -75,7 +75,11 @@ class ModelSettings(_Strict):
         None, description="openai backend: the `model` field sent to the server (default: the model setting)"
     )
     tokenizer: str | None = Field(None, description="tokenizer for chat templates (default: the model)")
-    dtype: str = Field("bfloat16", description="weights dtype for vllm/hf")
+    dtype: str = Field(
+        "auto",
+        description="weights dtype for vllm/hf; auto: bfloat16, except float32 on a CPU without AVX-512, where "
+        "bf16 matmuls are ~5x slower (`prmf bench engine --variants bf16,fp32`)",
+    )
     max_model_len: int = Field(2048, ge=256, description="context length the engine reserves for")
     kv_cache_gib: float | None = Field(
         None, gt=0, description="vllm KV cache size in GiB (default: 2 on CPU, gpu_memory_utilization on GPU)"

@@ -73,3 +73,15 @@ def test_openai_backend_labels_through_a_server(vllm_server, engine, prefect_har
         prefixes = store.scalar("SELECT count(*) FROM steps st JOIN solutions s USING (solution_id) "
                                 "WHERE st.step_index < s.num_steps")
         assert store.scalar("SELECT count(*) FROM step_estimates WHERE NOT from_final_answer") == prefixes
+
+
+def test_engine_dtype_auto_avoids_bf16_on_cpus_without_avx512():
+    from tasks.completers import engine_dtype
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx f16c avx2 fma\n"  # this project's 2-core EPYC (2026-11-26)
+    avx512 = "processor\t: 0\nflags\t\t: fpu sse avx avx2 avx512f avx512bw avx512_bf16\n"
+    assert engine_dtype("auto", on_cpu=True, cpuinfo=avx2) == "float32"
+    assert engine_dtype("auto", on_cpu=True, cpuinfo=avx512) == "bfloat16"
+    assert engine_dtype("auto", on_cpu=False, cpuinfo=avx2) == "bfloat16"  # GPUs: bf16 as before
+    assert engine_dtype("bfloat16", on_cpu=True, cpuinfo=avx2) == "bfloat16"  # an explicit setting wins
+    assert engine_dtype("auto", on_cpu=True, cpuinfo="flags\t: avx512fx\n") == "float32"  # whole flags only
