@@ -41,7 +41,7 @@ class IngestSummary:
     quarantined: int
     problem_ids: list[str]
     select: str = "first"
-    already_labelled: int = 0  # next: problems skipped because they are labelled under this configuration
+    already_labelled: int = 0  # next: problems of the scanned source already labelled under this configuration
     exhausted: bool = False  # next: the source had fewer than `limit` problems left to label
 
     def describe_exhaustion(self) -> str:
