@@ -21,6 +21,7 @@ import logging
 import re
 import threading
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Sequence
@@ -339,8 +340,9 @@ class Grader:
                 futures[index] = self._schedule(answer, gold)
 
         for index, future in futures.items():
+            answer, gold, _ = items[index]
             try:
-                results[index] = GradeResult(correct=bool(future.result()), status="ok")
+                results[index] = GradeResult(correct=bool(self._result(future, answer, gold)), status="ok")
             except FutureTimeoutError:
                 logger.warning("math-verify timed out after %.1fs on answer %.200r", self.timeout_s, items[index][0])
                 results[index] = GradeResult(correct=False, status="timeout")
@@ -372,7 +374,7 @@ class Grader:
         for index, future in futures.items():
             gold = items[index][0]
             try:
-                if not future.result():
+                if not self._result(future, gold, fn=_math_verify_gold_worker):
                     reasons[index] = f"unparseable gold answer: math-verify reads {gold[:80]!r} only as text"
             except FutureTimeoutError:
                 reasons[index] = f"unparseable gold answer: math-verify did not parse {gold[:80]!r} in {self.timeout_s:g} s"
@@ -386,12 +388,28 @@ class Grader:
         try:
             return pool.schedule(fn, args=args, timeout=self.timeout_s)
         except RuntimeError as error:  # pebble: "The Pool is not active" after its manager failed
-            logger.warning("math-verify pool stopped working (%r); starting a new one", error)
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.stop()
+            self._replace(pool, error)
             return self._ensure_pool().schedule(fn, args=args, timeout=self.timeout_s)
+
+    def _result(self, future: Any, *args: str, fn: Any = _math_verify_worker) -> Any:
+        """A scheduled check's result. Pebble may accept work on a pool whose workers cannot be
+        restarted (forkserver killed with them) and then fail it with BrokenProcessPool: the check
+        then runs once more on a new pool. Timeouts and a crash on this item are the caller's."""
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            with self._lock:
+                pool = self._pool
+            if pool is not None:
+                self._replace(pool, error)
+            return self._schedule(*args, fn=fn).result()
+
+    def _replace(self, pool: Any, error: BaseException) -> None:
+        logger.warning("math-verify pool stopped working (%r); starting a new one", error)
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.stop()
 
     def close(self) -> None:
         """Stop the worker pool (killing any running check). Idempotent."""
