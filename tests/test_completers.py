@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from pydantic import ValidationError
+
 from flows.label import label
-from tasks.completers import HFCompleter, OpenAICompleter
+from tasks.completers import (
+    CompleterError,
+    HFCompleter,
+    OpenAICompleter,
+    VLLMCompleter,
+    check_cpu_parallelism,
+    vllm_engine_args,
+)
 from tasks.config import LabelConfig, ModelSettings, SamplingSettings
 from tasks.models import EMBEDDED_MODEL, resolve_model
 from tasks.steps import build_messages
@@ -32,13 +41,138 @@ def test_vllm_rollouts_continue_the_assistant_turn(engine):
     _check(groups, [0, 1], 3, SHORT.max_tokens)
 
 
-def test_hf_backend_samples_n_per_prompt():
-    settings = ModelSettings(backend="hf")
-    completer = HFCompleter(settings, resolve_model(EMBEDDED_MODEL))
+# A continuation in which the next newline is near certain: the model is counting, one number a line.
+COUNTING = ("Count from 1 to 10, one number per line.", "1\n2\n3\n")
+GREEDY = SamplingSettings(temperature=0, max_tokens=12)
+
+
+def _counting_prompt(completer) -> str:
+    question, prefix = COUNTING
+    return completer.chat_prompt([{"role": "user", "content": question}], prefix)
+
+
+def _check_stopped_at_newline(completer):
+    """Stop strings end generation before the string, which the text leaves out ("stop" finish)."""
+    prompt = _counting_prompt(completer)
+    [[free]] = completer.complete([prompt], 1, GREEDY)
+    assert "\n" in free.text  # the premise: without a stop string the greedy text has a newline
+    stop = GREEDY.model_copy(update={"stop": ("\n",)})
+    [[stopped]] = completer.complete([prompt], 1, stop)
+    assert stopped.text == free.text.split("\n")[0]  # greedy: the same text, cut before the stop
+    assert stopped.finish_reason == "stop" and 0 < stopped.num_tokens < free.num_tokens
+    sampled = completer.complete([prompt] * 2, 3, SamplingSettings(temperature=0.7, max_tokens=12, stop=("\n",)))
+    _check(sampled, [0, 1], 3, 12)
+    assert all("\n" not in c.text for g in sampled for c in g)
+
+
+@pytest.mark.engine
+def test_vllm_stop_strings_end_rollouts(engine):
+    _check_stopped_at_newline(engine)
+
+
+@pytest.fixture(scope="module")
+def hf_completer():
+    return HFCompleter(ModelSettings(backend="hf"), resolve_model(EMBEDDED_MODEL))
+
+
+def test_hf_backend_samples_n_per_prompt(hf_completer):
+    completer = hf_completer
     prompts = [completer.chat_prompt(build_messages(q, "numeric")) for q in ("What is 1 + 1?", "What is 2 + 5?")]
     groups = completer.complete(prompts, 2, SHORT)
     _check(groups, prompts, 2, SHORT.max_tokens)
     assert all(c.finish_reason in ("stop", "length") for g in groups for c in g)
+
+
+def test_hf_backend_greedy_returns_n_identical_samples(hf_completer):
+    # transformers refuses greedy decoding with num_return_sequences > 1; greedy is deterministic,
+    # so n identical samples are the right answer.
+    prompts = [hf_completer.chat_prompt(build_messages(q, "numeric")) for q in ("What is 1 + 1?", "What is 2 + 5?")]
+    groups = hf_completer.complete(prompts, 3, SamplingSettings(temperature=0, max_tokens=6))
+    _check(groups, prompts, 3, 6)
+    assert all(len(set(group)) == 1 for group in groups)
+    assert groups[0][0] != groups[1][0]  # each prompt its own greedy text
+
+
+def test_hf_backend_stop_strings(hf_completer):
+    _check_stopped_at_newline(hf_completer)
+
+
+def test_vllm_engine_args_pass_parallelism_and_batching_through():
+    from vllm.engine.arg_utils import EngineArgs
+
+    # A 72B completer on one 8-GPU node (a hub id resolves to itself: nothing is downloaded).
+    settings = ModelSettings(model="Qwen/Qwen2.5-72B-Instruct", tensor_parallel_size=8, pipeline_parallel_size=2,
+                             max_num_seqs=64, max_num_batched_tokens=8192)
+    args = vllm_engine_args(settings, resolve_model(settings.model), on_cpu=False)
+    assert args["model"] == "Qwen/Qwen2.5-72B-Instruct"
+    assert (args["tensor_parallel_size"], args["pipeline_parallel_size"]) == (8, 2)
+    assert (args["max_num_seqs"], args["max_num_batched_tokens"]) == (64, 8192)
+    assert args["gpu_memory_utilization"] == 0.85 and args["enforce_eager"] is False
+    engine_args = EngineArgs(**args)  # vLLM's own argument dataclass takes every key (no engine starts)
+    assert (engine_args.tensor_parallel_size, engine_args.pipeline_parallel_size) == (8, 2)
+    assert (engine_args.max_num_seqs, engine_args.max_num_batched_tokens) == (64, 8192)
+
+    # The CPU defaults as before: 2 GiB KV cache, eager, vLLM's own batching limits.
+    cpu = vllm_engine_args(ModelSettings(), resolve_model(EMBEDDED_MODEL), on_cpu=True)
+    assert cpu["kv_cache_memory_bytes"] == 2 * 2**30 and cpu["enforce_eager"] is True
+    assert cpu["tensor_parallel_size"] == cpu["pipeline_parallel_size"] == 1
+    assert "gpu_memory_utilization" not in cpu and "max_num_seqs" not in cpu and "max_num_batched_tokens" not in cpu
+    EngineArgs(**cpu)
+
+
+def test_cpu_parallelism_needs_a_place_for_each_worker():
+    # vLLM-CPU binds one worker per NUMA node unless VLLM_CPU_OMP_THREADS_BIND lists cores per worker.
+    tp2 = ModelSettings(tensor_parallel_size=2)
+    check_cpu_parallelism(ModelSettings(), 1, {})
+    check_cpu_parallelism(tp2, 2, {})
+    check_cpu_parallelism(tp2, 1, {"VLLM_CPU_OMP_THREADS_BIND": "0|1"})
+    with pytest.raises(CompleterError, match="2 vLLM-CPU workers.*own NUMA node and this machine has 1"):
+        check_cpu_parallelism(tp2, 1, {})
+    with pytest.raises(CompleterError, match="gives 1 core list"):
+        check_cpu_parallelism(ModelSettings(pipeline_parallel_size=2), 2, {"VLLM_CPU_OMP_THREADS_BIND": "0-1"})
+    # Eager pipeline stages crash vLLM-CPU at the first step: a pipeline compiles unless told not to.
+    pp2 = ModelSettings(pipeline_parallel_size=2)
+    check_cpu_parallelism(pp2, 2, {})
+    assert vllm_engine_args(pp2, resolve_model(EMBEDDED_MODEL), on_cpu=True)["enforce_eager"] is False
+    with pytest.raises(CompleterError, match="needs enforce_eager false"):
+        check_cpu_parallelism(ModelSettings(pipeline_parallel_size=2, enforce_eager=True), 2, {})
+
+
+def test_vllm_cpu_engine_refuses_more_workers_than_numa_nodes(monkeypatch):
+    from vllm.platforms import current_platform
+
+    from tasks.completers import _visible_numa_nodes
+
+    if not current_platform.is_cpu():
+        pytest.skip("a GPU build would start a real engine here")
+    nodes = _visible_numa_nodes()
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.delenv("VLLM_CPU_SIM_MULTI_NUMA", raising=False)
+    settings = ModelSettings(tensor_parallel_size=nodes + 1)
+    # Refused before any engine process starts, with the reason instead of a worker's assertion.
+    with pytest.raises(CompleterError, match=f"this machine has {nodes}"):
+        VLLMCompleter(settings, resolve_model(EMBEDDED_MODEL))
+
+
+def test_engine_settings_are_refused_for_backends_that_ignore_them():
+    with pytest.raises(ValidationError, match="backend 'hf' cannot set tensor_parallel_size: .*one device"):
+        ModelSettings(backend="hf", tensor_parallel_size=2)
+    with pytest.raises(ValidationError, match="backend 'openai' cannot set tensor_parallel_size, max_num_seqs: "
+                                              "they are the server's own settings"):
+        ModelSettings(backend="openai", base_urls=("http://127.0.0.1:8000",), tensor_parallel_size=8, max_num_seqs=8)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        ModelSettings(tensor_parallel_size=0)
+    ModelSettings(backend="hf", tensor_parallel_size=1, pipeline_parallel_size=1)  # the defaults are fine
+
+
+def test_sampling_key_changes_only_with_stop_strings():
+    # Work-unit keys of stores labelled before stop strings existed stay valid.
+    assert SamplingSettings(temperature=0.7, max_tokens=128).key() == \
+        '{"max_tokens": 128, "temperature": 0.7, "top_p": 1.0}'
+    stopped = SamplingSettings(temperature=0.7, max_tokens=128, stop=["Question:"])
+    assert stopped.stop == ("Question:",) and '"stop": ["Question:"]' in stopped.key()
+    with pytest.raises(ValidationError, match="empty stop string"):
+        SamplingSettings(stop=("",))
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +192,7 @@ def test_openai_backend_labels_through_a_server(vllm_server, engine, prefect_har
     completer = OpenAICompleter(settings, resolve_model(EMBEDDED_MODEL))
     prompts = [completer.chat_prompt(build_messages("What is 4 + 4?", "numeric"), "4 + 4 = 8\n")] * 3
     _check(completer.complete(prompts, 2, SHORT), prompts, 2, SHORT.max_tokens)
+    _check_stopped_at_newline(completer)  # stop strings reach the server
 
     # Generator in-process, completer over HTTP: the flow does not care which backend serves.
     config = LabelConfig(
