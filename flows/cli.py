@@ -82,8 +82,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tasks.datasets import DatasetError
     from tasks.models import ModelError
     from tasks.store import StoreError
+    from tasks.training import TrainingError
+    from tasks.verifiers import VerifierError
 
-    return (CompleterError, DatasetError, ModelError, StoreError, FileNotFoundError)
+    return (CompleterError, DatasetError, ModelError, StoreError, TrainingError, VerifierError, FileNotFoundError)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -334,7 +336,11 @@ def train(
     base_model: Annotated[Optional[str], typer.Option(help="base causal LM: alias, local folder or HF id")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="train only on this dataset (repeatable)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="epochs (default 2)")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="solutions per step (default 8)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="solutions per optimizer step (default 8)")] = None,
+    micro_batch_size: Annotated[Optional[int], typer.Option(help="solutions per forward/backward pass; gradients accumulate (default: batch size)")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16-mixed on GPU, fp32 on CPU) | bf16-mixed | fp32 | bf16")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="recompute activations in backward (less memory)")] = None,
+    lora_r: Annotated[Optional[int], typer.Option(help="train LoRA adapters of this rank instead of every weight (merged on save)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate (default 2e-5)")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="held-out fraction of problems (default 0.15)")] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="checkpoint folder (default $PRMF_MODELS or ./models)")] = None,
@@ -347,12 +353,13 @@ def train(
     from tasks.config import TrainConfig
     from tasks.models import resolve_model
     from tasks.store import Store
-    from tasks.training import TrainingError
 
     config = _config(TrainConfig, config_file, {
         **_db_overrides(db), "kind": kind, "target": target, "after_first_error": after_first_error,
         "base_model": base_model, "datasets": list(dataset) if dataset else None, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction,
+        "batch_size": batch_size, "micro_batch_size": micro_batch_size, "precision": precision,
+        "gradient_checkpointing": gradient_checkpointing, "lora": {"r": lora_r} if lora_r else None,
+        "lr": lr, "val_fraction": val_fraction,
         "models_dir": str(models_dir) if models_dir else None,
     }, show=show_config)
     try:
@@ -361,7 +368,7 @@ def train(
         from flows.train import train as train_flow
 
         result = _with_progress(train_flow, config=config)
-    except (*_user_errors(), TrainingError) as exc:
+    except _user_errors() as exc:
         _fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
@@ -444,7 +451,6 @@ def eval_command(
     PRM-weighted vote, on the test and validation pools, with scorer diagnostics."""
     from flows.evaluate import evaluate
     from tasks.config import EvalConfig
-    from tasks.training import TrainingError
 
     config = _config(EvalConfig, config_file, {
         **_db_overrides(db), "n_max": n_max, "prm": prm, "orm": orm, "plot": str(plot) if plot else None,
@@ -460,7 +466,7 @@ def eval_command(
         resolve_model(config.generator.model)
         Store(config.db).close()
         result = _with_progress(evaluate, config=config, pool_file=pool)
-    except (*_user_errors(), TrainingError, ValueError) as exc:
+    except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))
     finally:
         from tasks.completers import close_completers
@@ -490,13 +496,12 @@ def processbench(
     erroneous/correct samples and F1."""
     from flows.processbench import processbench as processbench_flow
     from tasks.config import ProcessBenchConfig
-    from tasks.training import TrainingError
 
     config = _config(ProcessBenchConfig, config_file, {**_db_overrides(db), "split": split, "model": model,
                                                        "limit": limit, "threshold": threshold}, show=show_config)
     try:
         result = _with_progress(processbench_flow, config=config)
-    except (*_user_errors(), TrainingError, ValueError) as exc:
+    except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
@@ -513,7 +518,8 @@ def score(
     question: Annotated[Optional[str], typer.Option(help="the problem")] = None,
     solution: Annotated[Optional[list[str]], typer.Option("--solution", help="a solution, one step per line (repeatable)")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--file", help="JSONL: {question, solution (text) | steps (list)} per line")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="solutions per forward pass (default 8)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="most solutions per forward pass (default 64)")] = None,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="padded tokens per forward pass (default 16384)")] = None,
     step_format: StepFormatOption = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
@@ -528,10 +534,10 @@ def score(
     from tasks.pools import candidate_steps
     from tasks.registry import get_model
     from tasks.store import Store
-    from tasks.training import RewardModel, TrainingError
+    from tasks.verifiers import ScoringSettings, load_verifier
 
     config = _config(ScoreConfig, config_file, {**_db_overrides(db), "model": model, "batch_size": batch_size,
-                                                "step_format": step_format}, show=show_config)
+                                                "batch_tokens": batch_tokens, "step_format": step_format}, show=show_config)
     items: list[tuple[str, list[str]]] = []
     if input_file is not None:
         try:
@@ -559,8 +565,10 @@ def score(
     try:
         with Store(config.db, read_only=True) as store:
             row = get_model(store, config.model, "prm")
-        scores = RewardModel(row["path"]).score_many(items, config.batch_size)
-    except (*_user_errors(), TrainingError) as exc:
+        verifier = load_verifier(row["path"], ScoringSettings(batch_size=config.batch_size,
+                                                               batch_tokens=config.batch_tokens))
+        scores = verifier.score_many(items)
+    except _user_errors() as exc:
         _fail(str(exc))
     for (q, steps), scored in zip(items, scores):
         values = [None if x is None else round(x, 6) for x in scored.step_scores]
@@ -617,12 +625,11 @@ def _factory_config(config_file: Path | None, db: Path | None, overrides: dict[s
 def _run_factory_flow(flow_fn, config) -> dict[str, Any]:
     """Run the factory or retrain flow: models checked first, user errors as one line, engines closed after."""
     from tasks.completers import close_completers
-    from tasks.training import TrainingError
 
     try:
         _check_models(config.label)
         return _with_progress(flow_fn, config=config)
-    except (*_user_errors(), TrainingError, ValueError) as exc:
+    except (*_user_errors(), ValueError) as exc:
         _fail(str(exc))
     finally:
         close_completers()
@@ -754,10 +761,21 @@ def backup(
 
 
 @app.command()
-def doctor(db: DbOption = None) -> None:
+def doctor(
+    db: DbOption = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="run the GPU check instead: train, score and generate with a "
+                                      "random-weight model on CUDA (skipped with a reason where CUDA is absent)")] = False,
+    gpu_model_config: Annotated[Optional[Path], typer.Option(
+        help="--gpu: folder with config.json + tokenizer files of the architecture to build (no weights needed; "
+        "default: the embedded model's)")] = None,
+) -> None:
     """Check the environment (engine, model cache) and the store's integrity; say how to fix problems."""
     from tasks.config import default_db_path
     from tasks.doctor import check_environment, check_store
+
+    if gpu:
+        _gpu_check(gpu_model_config)
+        return
 
     checks = check_environment() + check_store(Path(db or default_db_path()))
     table = Table(title="prmf doctor")
@@ -771,6 +789,31 @@ def doctor(db: DbOption = None) -> None:
         console.print(f"[bold]{c.name}[/]: {c.fix}", soft_wrap=True)
     if problems:
         raise typer.Exit(1)
+
+
+def _gpu_check(config_dir: Path | None) -> None:
+    from tasks.gpu_check import cuda_skip_reason, run_gpu_check
+
+    reason = cuda_skip_reason()
+    if reason is not None:
+        console.print(f"GPU check skipped: {reason}")
+        return
+    if config_dir is None:
+        from tasks.models import embedded_model_dir
+
+        config_dir = embedded_model_dir()
+    if not (config_dir / "config.json").is_file():
+        _fail(f"{config_dir}: no config.json (give --gpu-model-config: a folder with config.json and tokenizer files)")
+
+    def report(check: Any) -> None:
+        console.print(f"{'[green]ok[/]' if check.ok else '[red]FAILED[/]'}  {check.name}: {check.detail}", soft_wrap=True)
+
+    checks = run_gpu_check(config_dir, report)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        console.print(f"[red]GPU check failed[/]: {', '.join(failed)}")
+        raise typer.Exit(1)
+    console.print(f"GPU check passed: {len(checks)} checks")
 
 
 @model_app.command("prepare")
@@ -815,6 +858,56 @@ def bench_engine(
     )
 
 
+def _bench_verifiers(kind: str, variants: str, model_config: Path | None, samples: int, batch_size: int) -> None:
+    from tasks.bench_verifiers import compare
+    from tasks.models import embedded_model_dir
+
+    config_dir = model_config or embedded_model_dir()
+    if not (config_dir / "config.json").is_file():
+        _fail(f"{config_dir}: no config.json (--model-config: a folder with config.json and tokenizer files)")
+    try:
+        results = compare(kind, [v.strip() for v in variants.split(",") if v.strip()], config_dir, samples, batch_size)
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    base = results[0]
+    console.print(f"workload: {samples} ProcessBench solutions, random-weight model from {config_dir}, on "
+                  f"{base.device}" + (f", batch {batch_size}" if kind == "train" else "") + f"; baseline {base.variant}")
+    memory = "peak GPU GiB" if base.device == "cuda" else "peak RSS GiB"
+    _print_rows(
+        ["variant", "seconds", "solutions/s", "tokens/s", "padding", memory, "speed-up"],
+        [(r.variant, f"{r.seconds:.2f}", f"{r.solutions_per_s:.1f}", f"{r.tokens_per_s:.0f}",
+          f"{1 - r.tokens / r.padded_tokens:.0%}", f"{r.peak_memory_gib:.2f}",
+          f"{r.solutions_per_s / base.solutions_per_s:.2f}x") for r in results],
+        f"prmf bench {kind}",
+    )
+
+
+@bench_app.command("score")
+def bench_score(
+    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first: count-8 (old: input order, "
+                                          "8 per pass), count-32, sorted-8, tokens-16k (default), tokens-32k")] = (
+        "count-8,tokens-16k"),
+    samples: Annotated[int, typer.Option(help="ProcessBench solutions to score")] = 256,
+    model_config: Annotated[Optional[Path], typer.Option(help="config.json + tokenizer folder of the architecture "
+                                                         "(random weights; default: the embedded model's)")] = None,
+) -> None:
+    """Verifier scoring throughput per batching variant (one process each): solutions/s, tokens/s, padding, peak memory."""
+    _bench_verifiers("score", variants, model_config, samples, 8)
+
+
+@bench_app.command("train")
+def bench_train(
+    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first: shuffled, grouped (default), "
+                                          "fp32, bf16-mixed, bf16, micro-2, checkpointing")] = "shuffled,grouped",
+    samples: Annotated[int, typer.Option(help="ProcessBench solutions in the epoch")] = 64,
+    batch_size: Annotated[int, typer.Option(help="solutions per optimizer step")] = 8,
+    model_config: Annotated[Optional[Path], typer.Option(help="config.json + tokenizer folder of the architecture "
+                                                         "(random weights; default: the embedded model's)")] = None,
+) -> None:
+    """Verifier training throughput per variant (one process each): one epoch's solutions/s, tokens/s, padding, peak memory."""
+    _bench_verifiers("train", variants, model_config, samples, batch_size)
+
+
 @app.command()
 def demo(
     arith_problems: Annotated[int, typer.Option(help="arith problems to label")] = 40,
@@ -832,7 +925,6 @@ def demo(
 
     from flows.retrain import retrain
     from tasks.config import FactoryConfig, LabelConfig, default_db_path
-    from tasks.training import TrainingError
 
     started = time.perf_counter()
     db_path = Path(db or default_db_path())
@@ -858,7 +950,7 @@ def demo(
         console.rule("retrain: PRM (he) and ORM -> best-of-N on arith validation (decides promotion), "
                      "arith test, MATH500, GSM8K (reported)")
         _print_retrain(_with_progress(retrain, config=factory_config))
-    except (*_user_errors(), TrainingError) as exc:
+    except _user_errors() as exc:
         _fail(str(exc))
     finally:
         from tasks.completers import close_completers

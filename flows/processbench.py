@@ -13,11 +13,12 @@ from prefect import flow
 from tasks.config import ProcessBenchConfig
 from tasks.processbench import processbench_task
 from tasks.runs import recorded_run
+from tasks.verifiers import ScoringSettings
 
 
 @flow(name="processbench", flow_run_name="processbench-{config.split}", log_prints=True)
 def processbench(config: ProcessBenchConfig = ProcessBenchConfig()) -> dict[str, Any]:
     """Score every step, predict the first one below the threshold (chosen on gsm8k unless given), report F1."""
     with recorded_run(config.db, "processbench", config) as run_id:
-        return processbench_task(config.db, config.split, config.model, config.limit, config.threshold, run_id,
-                                 config.batch_size)
+        scoring = ScoringSettings(batch_size=config.batch_size, batch_tokens=config.batch_tokens)
+        return processbench_task(config.db, config.split, config.model, config.limit, config.threshold, run_id, scoring)

@@ -25,7 +25,7 @@ from tasks.pools import FILE_SCORES, Pool, ensure_generated_pool, import_externa
 from tasks.progress import progress
 from tasks.registry import find_model
 from tasks.store import Store, StoreError, internal_sql
-from tasks.training import RewardModel
+from tasks.verifiers import ScoringSettings, Verifier, load_verifier
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,21 @@ class PoolEvaluation:
 
 
 @lru_cache(maxsize=2)
-def load_reward_model(path: str, max_length: int | None = None) -> RewardModel:
-    """Reward models stay loaded across the pools of one evaluation (and the PRM and ORM both fit)."""
-    return RewardModel(path, max_length=max_length)
+def cached_verifier(path: str, scoring: ScoringSettings) -> Verifier:
+    """Verifiers stay loaded across the pools of one evaluation (and the PRM and ORM both fit)."""
+    return load_verifier(path, scoring)
 
 
-def score_pool(store: Store, pool: Pool, model: dict[str, Any], batch_size: int, max_length: int | None = None) -> int:
+def scoring_settings(config: EvalConfig) -> ScoringSettings:
+    return ScoringSettings(batch_size=config.score_batch_size, batch_tokens=config.score_batch_tokens,
+                           max_length=config.score_max_length)
+
+
+def score_pool(store: Store, pool: Pool, model: dict[str, Any], scoring: ScoringSettings) -> int:
     """Score the pool's candidates this model has not scored yet; returns how many it scored.
 
-    ``max_length``: tokens the model reads per candidate (None: its context window); a longer
-    candidate is scored on its final steps and stored with ``truncated``.
+    ``scoring.max_length``: tokens the model reads per candidate (None: its context window); a
+    longer candidate is scored on its final steps and stored with ``truncated``.
     """
     missing = store.query(internal_sql("unscored_candidates"), {"model_id": model["model_id"], "pool_id": pool.pool_id}
                           ).as_dicts()
@@ -83,9 +88,8 @@ def score_pool(store: Store, pool: Pool, model: dict[str, Any], batch_size: int,
     if not missing:
         return 0
     with store.released(), progress(f"scoring {pool.dataset} with {model['model_id']}", len(missing)) as advance:
-        reward_model = load_reward_model(model["path"], max_length)
-        scores = reward_model.score_many([(m["question"], json.loads(m["steps"])) for m in missing],
-                                         batch_size, advance)
+        verifier = cached_verifier(model["path"], scoring)
+        scores = verifier.score_many([(m["question"], json.loads(m["steps"])) for m in missing], advance)
     rows = [{"model_id": model["model_id"], "pool_id": pool.pool_id, "problem_id": m["problem_id"],
              "candidate_index": m["candidate_index"], "step_scores": list(s.step_scores), "truncated": s.truncated}
             for m, s in zip(missing, scores)]
@@ -176,9 +180,9 @@ def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -
     else:
         prm_id = prm["model_id"] if prm else None
         if prm:
-            score_pool(store, pool, prm, config.score_batch_size, config.score_max_length)
+            score_pool(store, pool, prm, scoring_settings(config))
     if orm:
-        score_pool(store, pool, orm, config.score_batch_size, config.score_max_length)
+        score_pool(store, pool, orm, scoring_settings(config))
     orm_id = orm["model_id"] if orm else None
     keys, problems = pool_candidates(store, pool, prm_id, orm_id)
     if not problems:

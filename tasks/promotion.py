@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.best_of_n import pool_candidates, score_pool, usable_ns
+from tasks.best_of_n import pool_candidates, score_pool, scoring_settings, usable_ns
 from tasks.config import FactoryConfig
 from tasks.diagnostics import PairedComparison, paired_bootstrap
 from tasks.evaluation import selection_outcomes
 from tasks.pools import Pool
 from tasks.registry import get_model, promote
 from tasks.store import Store, StoreError, to_json
+from tasks.verifiers import ScoringSettings
 
 MAJORITY = "majority"
 
@@ -57,14 +58,14 @@ def _method(kind: str) -> str:
 
 
 def validation_outcomes(store: Store, pools: Sequence[Pool], model_id: str | None, kind: str, n_max_ns: Sequence[int],
-                        aggregation: str, seed: int, batch_size: int, max_length: int | None) -> tuple[list[float], int]:
+                        aggregation: str, seed: int, scoring: ScoringSettings) -> tuple[list[float], int]:
     """Per-problem selection outcomes over all validation pools, with the N used (each pool's
     largest usable N; the smallest of those is reported). ``model_id`` None: majority vote."""
     values: list[float] = []
     used_n = []
     for pool in pools:
         if model_id is not None:
-            score_pool(store, pool, get_model(store, model_id), batch_size, max_length)  # cached: usually nothing to do
+            score_pool(store, pool, get_model(store, model_id), scoring)  # cached: usually nothing to do
         keys, problems = pool_candidates(store, pool, model_id if kind == "prm" and model_id else None,
                                          model_id if kind == "orm" and model_id else None)
         n = usable_ns(n_max_ns, problems)[-1]
@@ -99,8 +100,7 @@ def decide(store: Store, pools: Sequence[Pool], candidate: str, incumbent: str |
     kind = get_model(store, candidate)["kind"]
     baseline = incumbent if incumbent not in (None, candidate) else MAJORITY
     aggregation = config.selection_aggregation
-    args = (kind, config.eval.ns, aggregation, config.eval.seed, config.eval.score_batch_size,
-            config.eval.score_max_length)
+    args = (kind, config.eval.ns, aggregation, config.eval.seed, scoring_settings(config.eval))
     new, n = validation_outcomes(store, pools, candidate, *args)
     old, _ = validation_outcomes(store, pools, None if baseline == MAJORITY else baseline, *args)
     comparison = paired_bootstrap(new, old, confidence=config.promotion_confidence, seed=config.eval.seed)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.store import Store
-from tasks.training import RewardModel
+from tasks.verifiers import load_verifier
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -37,7 +37,7 @@ def test_score_file_scores_each_step_and_skips_bad_lines(db, trained_models, tmp
     assert {line["model_id"] for line in lines} == {trained_models["prm"].model_id}
     assert f"{source}:3" in result.stderr and "solution" in result.stderr
     # The numbers are the model's own: the same as calling the scoring function.
-    expected = RewardModel(trained_models["prm"].path).score_many(
+    expected = load_verifier(trained_models["prm"].path).score_many(
         [("What is 2 + 3?", ["2 + 3 = 5", "The answer is 5."]), ("What is 2 + 3?", ["2 + 3 = 6", "6 + 0 = 6", "The answer is 6."])])
     assert [line["step_scores"] for line in lines] == [[round(x, 6) for x in s.step_scores] for s in expected]
     assert [line["truncated"] for line in lines] == [False, False]

@@ -12,10 +12,10 @@ from tasks.evaluation import choose_threshold, earliest_error, processbench_f1
 from tasks.processbench import load_processbench, pick_threshold, predictions, processbench_task, run_processbench
 from tasks.registry import RegistryError
 from tasks.store import Store
-from tasks.training import RewardModel, SolutionScores
+from tasks.verifiers import ScoringSettings, SolutionScores, load_verifier
 
 LIMIT = 4
-BATCH = 4
+SCORING = ScoringSettings(batch_size=4)
 METRICS = ("error_accuracy", "correct_accuracy", "f1")
 
 
@@ -30,11 +30,11 @@ def store_copy(trained_models, tmp_path):
 def independent(trained_models):
     """Samples and per-step score lists of both splits straight from the reward model, in the same
     order and batches as the evaluation (so the numbers match exactly), and the SolutionScores."""
-    model = RewardModel(trained_models["prm"].path)
+    model = load_verifier(trained_models["prm"].path, SCORING)
     out = {}
     for split in ("gsm8k", "math"):
         samples = load_processbench(split, LIMIT)
-        scored = model.score_many([(s.question, list(s.steps)) for s in samples], BATCH)
+        scored = model.score_many([(s.question, list(s.steps)) for s in samples])
         # These samples fit in the model's context: every step has a score.
         assert not any(s.truncated for s in scored)
         assert [len(s.step_scores) for s in scored] == [len(s.steps) for s in samples]
@@ -87,7 +87,7 @@ def test_load_processbench_validates_and_keeps_both_classes():
 def test_math_uses_a_threshold_chosen_on_gsm8k(trained_models, store_copy, independent):
     prm = trained_models["prm"]
     with Store(store_copy) as store:
-        result = run_processbench(store, "math", limit=LIMIT, run_id="pb-test", batch_size=BATCH)
+        result = run_processbench(store, "math", limit=LIMIT, run_id="pb-test", scoring=SCORING)
 
     (gsm8k, gsm8k_scores, _), (math_samples, math_scores, _) = independent["gsm8k"], independent["math"]
     threshold, _ = choose_threshold(gsm8k_scores, [s.label for s in gsm8k])
@@ -117,7 +117,7 @@ def test_given_threshold_is_used(trained_models, store_copy, independent):
     assert predictions(scored, given) == [earliest_error(s, given) for s in scores]
 
     result = processbench_task.fn(store_copy, "gsm8k", model_id=prm.model_id, limit=LIMIT, threshold=given,
-                                  run_id="pb-given", batch_size=BATCH)
+                                  run_id="pb-given", scoring=SCORING)
     assert result["threshold_source"] == "given" and result["threshold"] == given
     assert {k: result[k] for k in expected} == pytest.approx(expected)
     rows = _rows(store_copy)

@@ -1,0 +1,124 @@
+"""Training data: examples from the store's step labels, evaluation problems kept out.
+
+Targets. ``he``: 1 if any rollout from the prefix reached the right answer; ``se``: the fraction
+that did. With ``after_first_error="drop"`` the steps after the first HE = 0 step carry no loss
+(their label is implied). An ORM has one target, the solution's correctness.
+
+Data hygiene. Train/validation is split by problem, never by step. Evaluation problems are
+never trained on: any problem of a test or validation split or of MATH500, any problem whose
+question text matches a GSM8K-test, MATH500, ProcessBench, arith-test or arith-validation question
+(:func:`eval_questions`), and any question of an evaluation pool in the store
+(:func:`evaluation_pool_questions`: the validation pools that decide promotion included),
+whatever split or dataset it was ingested under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tasks.config import TrainConfig
+from tasks.store import Store, internal_sql
+
+ARITH_EVAL_PROBLEMS = 1000  # the arith test and validation problems any evaluation may use
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or finish (no labels, too few problems, bad base model)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    problem_id: str
+    question: str
+    steps: tuple[str, ...]
+    targets: tuple[float | None, ...]  # one per step (ORM: one); None = no loss on this step
+
+
+def normalize_question(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+@lru_cache(maxsize=1)
+def eval_questions() -> frozenset[str]:
+    """Normalized texts of every question an evaluation may use."""
+    from tasks import datasets
+
+    texts: set[str] = set()
+    for result in (datasets.load_gsm8k("test"), datasets.load_math500(),
+                   datasets.load_arith(ARITH_EVAL_PROBLEMS, split="test"),
+                   datasets.load_arith(ARITH_EVAL_PROBLEMS, split="validation")):
+        texts.update(normalize_question(p.question) for p in result.problems)
+    for split in ("gsm8k", "math"):
+        path = datasets.data_dir() / "processbench" / f"{split}.json"
+        texts.update(normalize_question(row["problem"]) for row in json.loads(path.read_text()))
+    return frozenset(texts)
+
+
+def evaluation_pool_questions(store: Store) -> frozenset[str]:
+    """Normalized texts of every question in the store's evaluation pools (test and validation):
+    a user's validation set drawn from a train split is protected as well."""
+    return frozenset(normalize_question(q) for (q,) in store.query(internal_sql("evaluation_pool_questions")).rows)
+
+
+def is_eval_problem(dataset: str, split: str, question: str, pooled: frozenset[str] = frozenset()) -> bool:
+    text = normalize_question(question)
+    return split in ("test", "validation") or dataset == "math500" or text in eval_questions() or text in pooled
+
+
+def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int]:
+    """Training examples from fully labelled solutions, minus evaluation problems.
+
+    Returns the examples and the number of problems excluded as evaluation problems.
+    """
+    pooled = evaluation_pool_questions(store)
+    rows = store.query(internal_sql("training_steps")).as_dicts()
+    by_solution: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if config.datasets and row["dataset"] not in config.datasets:
+            continue
+        by_solution.setdefault(row["solution_id"], []).append(row)
+    examples, excluded = [], set()
+    for steps in by_solution.values():
+        first = steps[0]
+        if is_eval_problem(first["dataset"], first["split"], first["question"], pooled):
+            excluded.add(first["problem_id"])
+            continue
+        texts = tuple(s["text"] for s in steps)
+        if config.kind == "orm":
+            targets: tuple[float | None, ...] = (float(first["solution_correct"]),)
+        else:
+            targets = step_targets(steps, config)
+        examples.append(Example(first["problem_id"], first["question"], texts, targets))
+    return examples, len(excluded)
+
+
+def step_targets(steps: list[dict[str, Any]], config: TrainConfig) -> tuple[float | None, ...]:
+    targets: list[float | None] = []
+    seen_error = False
+    for s in steps:
+        if seen_error and config.after_first_error == "drop":
+            targets.append(None)
+            continue
+        targets.append(float(s["he"]) if config.target == "he" else float(s["se"]))
+        seen_error = seen_error or not s["he"]
+    return tuple(targets)
+
+
+def split_by_problem(examples: list[Example], val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Deterministic problem-level split: all solutions of a problem land on the same side."""
+    problems = sorted({e.problem_id for e in examples})
+    if len(problems) < 2:
+        raise TrainingError(f"need labelled solutions of at least 2 problems to split train/validation, found {len(problems)}")
+
+    def rank(problem_id: str) -> str:
+        return hashlib.sha256(f"{seed}\x1f{problem_id}".encode()).hexdigest()
+
+    ordered = sorted(problems, key=rank)
+    val_count = min(len(problems) - 1, max(1, round(val_fraction * len(problems))))
+    val = set(ordered[:val_count])
+    return [e for e in examples if e.problem_id not in val], [e for e in examples if e.problem_id in val]
