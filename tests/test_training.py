@@ -210,3 +210,21 @@ def test_long_solutions_are_scored_on_their_final_steps(trained_models):
     [orm_alone] = load_verifier(orm_path).score(QUESTION, [LONG[-2:]])
     assert orm_long.truncated and not orm_alone.truncated and len(orm_long.step_scores) == 1
     assert orm_long.last == pytest.approx(orm_alone.last, abs=1e-5)
+
+
+def test_lora_training_registers_a_merged_checkpoint(db_path, tmp_path):
+    from tasks.config import LoraSettings
+
+    with Store(db_path) as store:
+        seed_labelled_arith(store, 6)
+        config = TrainConfig(db=db_path, models_dir=tmp_path / "models", epochs=1, batch_size=4, lr=1e-3,
+                             val_fraction=0.34, lora=LoraSettings(r=4, target_modules=("q_proj", "v_proj")))
+        result = train_reward_model(store, config)
+    assert result.val_metrics["val_loss"] < result.val_metrics["base_val_loss"]  # the adapters learned
+    files = {p.name for p in result.path.iterdir()}
+    assert "model.safetensors" in files and not any("adapter" in name for name in files)  # merged, plain HF folder
+    assert json.loads((result.path / "prm.json").read_text())["lora"]["r"] == 4
+    # The merged checkpoint reproduces the saved epoch's validation loss, loaded as a plain model.
+    assert _checkpoint_val_loss(db_path, config, result.path) == pytest.approx(result.val_metrics["val_loss"], abs=1e-3)
+    [scores] = load_verifier(result.path).score(QUESTION, [LONG])
+    assert len(scores.step_scores) == len(LONG)
