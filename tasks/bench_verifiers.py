@@ -12,6 +12,7 @@ earliest error are good, that step bad, later steps carry no loss.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -82,6 +83,23 @@ def _peak_memory_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+@contextlib.contextmanager
+def _timed(device: str):
+    """Wall-clock seconds of the block (GPU work included), with the peak-memory counter reset at
+    its start; yields a function that returns the seconds once the block has ended."""
+    import torch
+
+    from tasks.gpu_check import synchronize
+
+    synchronize(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times: list[float] = [time.perf_counter()]
+    yield lambda: times[1] - times[0]
+    synchronize(device)
+    times.append(time.perf_counter())
+
+
 def _verifier_folder(config_dir: Path, out: Path, dtype: str) -> Path:
     from tasks.gpu_check import random_model
     from tasks.verifiers import VERIFIER_METADATA
@@ -92,8 +110,6 @@ def _verifier_folder(config_dir: Path, out: Path, dtype: str) -> Path:
 
 
 def run_score_variant(variant: str, folder: Path, samples: int) -> VerifierBenchResult:
-    import torch
-
     from tasks.verifiers import ScoringSettings, load_verifier
     from tasks.verifiers.step_tag import default_device
 
@@ -104,21 +120,15 @@ def run_score_variant(variant: str, folder: Path, samples: int) -> VerifierBench
     shapes: list[int] = []  # padded tokens of each forward pass
     body = verifier.model.base_model
     hook = body.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(kw["input_ids"].numel()), with_kwargs=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    verifier.score_many(items)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    with _timed(device) as elapsed:
+        verifier.score_many(items)
+    seconds = elapsed()
     hook.remove()
     tokens = sum(len(ids) for ids, *_ in verifier.codec.encode_tail_many(items))
     return VerifierBenchResult(variant, device, len(items), tokens, sum(shapes), seconds, _peak_memory_gib(device))
 
 
 def run_train_variant(variant: str, folder: Path, samples: int, batch_size: int) -> VerifierBenchResult:
-    import torch
     from transformers import AutoTokenizer
 
     from tasks.config import TrainConfig
@@ -138,15 +148,10 @@ def run_train_variant(variant: str, folder: Path, samples: int, batch_size: int)
                                      config.length_grouping)
     trainer = Trainer(model, codec, config, device, policy, total_steps=len(batches) + 1)
     trainer.step([encoded[i] for i in batches[0]], [examples[i].targets for i in batches[0]])  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for batch in batches:
-        trainer.step([encoded[i] for i in batch], [examples[i].targets for i in batch])
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    with _timed(device) as elapsed:
+        for batch in batches:
+            trainer.step([encoded[i] for i in batch], [examples[i].targets for i in batch])
+    seconds = elapsed()
     tokens = sum(len(ids) for ids, _ in encoded)
     padded = sum(len(batch) * max(len(encoded[i][0]) for i in batch) for batch in batches)
     return VerifierBenchResult(variant, device, len(examples), tokens, padded, seconds, _peak_memory_gib(device))

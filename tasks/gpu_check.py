@@ -66,11 +66,20 @@ def random_model(config_dir: Path, out: Path, dtype: str = "bfloat16") -> Path:
     return out
 
 
-def _sync(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so wall-clock timings measure it (no-op on CPU)."""
     import torch
 
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def _examples() -> list:
+    """Training examples of the check: the fixed solutions with alternating step targets."""
+    from tasks.training import Example
+
+    return [Example(f"p{i}", QUESTION, tuple(s), tuple(float(j % 2) for j in range(len(s))))
+            for i, s in enumerate(SOLUTIONS)]
 
 
 def _train_check(model_dir: Path, device: str, steps: int = 3) -> tuple[list[GpuCheck], object]:
@@ -78,11 +87,10 @@ def _train_check(model_dir: Path, device: str, steps: int = 3) -> tuple[list[Gpu
     from transformers import AutoTokenizer
 
     from tasks.config import TrainConfig
-    from tasks.training import Example, Trainer, load_trainable_model, precision_policy
+    from tasks.training import Trainer, load_trainable_model, precision_policy
     from tasks.verifiers.step_tag import StepTagCodec
 
-    examples = [Example(f"p{i}", QUESTION, tuple(s), tuple(float(j % 2) for j in range(len(s))))
-                for i, s in enumerate(SOLUTIONS)]
+    examples = _examples()
     codec = StepTagCodec(AutoTokenizer.from_pretrained(model_dir), 512)
     encoded = codec.encode_many([(e.question, e.steps) for e in examples])
     targets = [e.targets for e in examples]
@@ -95,10 +103,10 @@ def _train_check(model_dir: Path, device: str, steps: int = 3) -> tuple[list[Gpu
         model = load_trainable_model(model_dir, config, device, policy)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         trainer = Trainer(model, codec, config, device, policy, total_steps=steps)
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         losses = [trainer.step(encoded, targets) for _ in range(steps)]
-        _sync(device)
+        synchronize(device)
         seconds = time.perf_counter() - t0
         layers = [n for n in before if n.endswith(".weight") and ("proj" in n or "norm" in n)]
         fractions = {n: (dict(model.named_parameters())[n].detach() != before[n]).float().mean().item() for n in layers}
@@ -146,14 +154,13 @@ def _lora_check(model_dir: Path, device: str, work: Path) -> list[GpuCheck]:
     from transformers import AutoTokenizer
 
     from tasks.config import LoraSettings, TrainConfig
-    from tasks.training import Example, Trainer, _adapter_state, _save_merged, load_trainable_model, precision_policy
+    from tasks.training import Trainer, _adapter_state, _save_merged, load_trainable_model, precision_policy
     from tasks.verifiers import ScoringSettings, load_verifier
     from tasks.verifiers.step_tag import StepTagCodec, pad_batch, tag_log_probs
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     codec = StepTagCodec(tokenizer, 512)
-    examples = [Example(f"p{i}", QUESTION, tuple(s), tuple(float(j % 2) for j in range(len(s))))
-                for i, s in enumerate(SOLUTIONS)]
+    examples = _examples()
     encoded = codec.encode_many([(e.question, e.steps) for e in examples])
     config = TrainConfig(precision="bf16-mixed", batch_size=len(examples), lr=1e-3, lora=LoraSettings(r=8))
     policy = precision_policy("bf16-mixed", device)

@@ -114,10 +114,10 @@ def fit(base_path: Path, train: list[Example], val: list[Example], config: Train
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = load_trainable_model(base_path, config, device, policy)
     codec = StepTagCodec(tokenizer, config.max_length, tag_every_step=config.kind == "prm")
-    train_items = [(e.question, e.steps) for e in train]
-    truncated = {"train_truncated_solutions": sum(codec.cut_many(train_items)),
+    tokenized = codec.tokenize_many([(e.question, e.steps) for e in train])  # once: every epoch reuses it
+    encoded = [codec.encode_tokenized(t) for t in tokenized]
+    truncated = {"train_truncated_solutions": sum(codec.cut_tokenized(t) for t in tokenized),
                  "val_truncated_solutions": sum(codec.cut_many([(e.question, e.steps) for e in val]))}
-    encoded = codec.encode_many(train_items)  # once: every epoch reuses the token ids
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     trainer = Trainer(model, codec, config, device, policy, total_steps)

@@ -161,7 +161,7 @@ class Trainer:
                 continue
             with self.policy.autocast(self.device):
                 log_good, log_bad = tag_log_probs(self.model, self.codec, input_ids, mask, rows, cols)
-            loss = -(values * log_good + (1 - values) * log_bad).sum() / tags
+            loss = step_loss(log_good, log_bad, values) * (len(values) / tags)  # this pass's share of the mean
             loss.backward()
             total += float(loss.detach())
         return total

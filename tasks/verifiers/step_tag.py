@@ -124,10 +124,13 @@ class StepTagCodec:
         """
         return self.encode_many([(question, steps)])[0]
 
+    def cut_tokenized(self, tokenized: Tokenized) -> bool:
+        prompt, pieces = tokenized
+        return len(prompt) + sum(self._cost(*p) for p in pieces) > self.max_length
+
     def cut_many(self, items: Sequence[Item]) -> list[bool]:
         """Whether :meth:`encode` cuts steps of each item (it does not fit in ``max_length``)."""
-        return [len(prompt) + sum(self._cost(*p) for p in pieces) > self.max_length
-                for prompt, pieces in self.tokenize_many(items)]
+        return [self.cut_tokenized(t) for t in self.tokenize_many(items)]
 
     def cut(self, question: str, steps: Sequence[str]) -> bool:
         return self.cut_many([(question, steps)])[0]
