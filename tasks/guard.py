@@ -3,10 +3,11 @@
 vLLM's engine core and workers, and Prefect's temporary API server, outlive a killed parent
 (measured: after `kill -9` of a label run the vLLM worker kept a core at 98%; on a GPU box it
 would keep the GPU's memory and the rerun could not start an engine). A small guard process
-watches a pipe that only this process writes to; the kernel closes it however this process
-ends. Until then the guard refreshes a snapshot of this process's descendants every second;
-at EOF it kills the ones still running (psutil checks creation times, so a reused pid is
-never hit).
+watches a pipe that only this process writes to (the kernel closes it however this process
+ends) and, since a forked child inherits that pipe and keeps it open, also polls this process
+itself. Until then the guard refreshes a snapshot of this process's descendants every second;
+when this process is gone it kills the ones still running (psutil checks creation times, so a
+reused pid is never hit).
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ import select, sys, psutil
 parent = psutil.Process(int(sys.argv[1]))
 me = psutil.Process()
 snapshot = []
+
+def gone():
+    try:
+        return not parent.is_running() or parent.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
 while True:
     ready, _, _ = select.select([sys.stdin], [], [], 1.0)
     if ready and not sys.stdin.buffer.read1(1):
         break  # EOF: the guarded process is gone
+    if gone():
+        # A forked child (vLLM forks its engine core) inherits the pipe's write end and keeps
+        # it open, so EOF alone can come late or never: also watch the process itself.
+        break
     try:
         snapshot = [p for p in parent.children(recursive=True) if p.pid != me.pid]
     except psutil.Error:
