@@ -22,20 +22,25 @@ def test_migrations_apply_once_and_record_versions(db_path):
     assert {"problems", "solutions", "steps", "rollouts", "work_units", "runs", "quarantine", "step_estimates"} <= tables
 
 
-def test_a_store_made_by_the_previous_version_opens_and_keeps_every_row(tmp_path):
-    """tests/data/store-v5.duckdb.gz was written by the code of commit cbd4ecf (schema 5; see
-    tests/data/make_store_v5.py). Opening it migrates it; nothing stored is lost."""
+def _unpack(name: str, tmp_path):
     import gzip
     import shutil
     from pathlib import Path
 
     db = tmp_path / "old.duckdb"
-    with gzip.open(Path(__file__).parent / "data" / "store-v5.duckdb.gz") as packed, open(db, "wb") as out:
+    with gzip.open(Path(__file__).parent / "data" / name) as packed, open(db, "wb") as out:
         shutil.copyfileobj(packed, out)
+    return db
+
+
+def test_a_store_made_by_schema_5_opens_and_keeps_every_row(tmp_path):
+    """tests/data/store-v5.duckdb.gz was written by the code of commit cbd4ecf (schema 5; see
+    tests/data/make_store_v5.py). Opening it migrates it; nothing stored is lost."""
+    db = _unpack("store-v5.duckdb.gz", tmp_path)
     kept = {"problems": 5, "solutions": 6, "steps": 18, "work_units": 12, "rollouts": 48, "runs": 1,
             "retrain_triggers": 1, "eval_pools": 1, "eval_candidates": 2, "prm_models": 1}
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 6
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 7
         assert {t: store.scalar(f"SELECT count(*) FROM {t}") for t in kept} == kept
         # Old rows read under the new columns' defaults; old runs keep their config and lineage.
         assert store.query("SELECT DISTINCT step_format FROM solutions").rows == [("line",)]
@@ -49,6 +54,35 @@ def test_a_store_made_by_the_previous_version_opens_and_keeps_every_row(tmp_path
         for name in saved_queries():
             store.saved_query(name)
         assert store.scalar("SELECT promoted FROM prm_models") is True
+
+
+def test_a_store_made_by_the_previous_version_opens_and_keeps_every_unit_and_estimate(tmp_path):
+    """tests/data/store-v6.duckdb.gz was written by the code of commit 1e6ba68 (schema 6, before
+    labelling strategies; see tests/data/make_store_v6.py). Migration 007 rebuilds work_units and
+    rollouts (a unit gained its round): every row, key and estimate survives, and the old units
+    are the same units the naive strategy would plan now (nothing is labelled twice)."""
+    db = _unpack("store-v6.duckdb.gz", tmp_path)
+    with Store(db, read_only=True) as old:  # read-only: not migrated
+        assert old.scalar("SELECT max(version) FROM schema_migrations") == 6
+        units = old.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
+        rollouts = old.query("SELECT * FROM rollouts ORDER BY rollout_id").rows
+        estimates = old.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows
+    with Store(db) as store:
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 7
+        migrated = store.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
+        assert [{k: v for k, v in u.items() if k not in ("round", "n")} for u in migrated] == units
+        assert {(u["round"], u["n"] == u["budget"]) for u in migrated} == {(0, True)}
+        assert store.query("SELECT * FROM rollouts ORDER BY rollout_id").rows == rollouts
+        assert store.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows == estimates
+        assert store.scalar("SELECT count(*) FROM labelled_steps WHERE inferred") == 0
+        # The schema still refuses a second copy of a unit's rollout.
+        with pytest.raises(StoreError, match="[Cc]onstraint"):
+            store.query("INSERT INTO rollouts (rollout_id, unit_id, sample_index, solution_id, step_index, text, "
+                        "correct, grade_status, num_tokens, run_id) SELECT 'dup', unit_id, sample_index, solution_id, "
+                        "step_index, text, correct, grade_status, num_tokens, run_id FROM rollouts LIMIT 1")
+        from tasks.doctor import check_store
+
+    assert [c.name for c in check_store(db) if not c.ok] == []
 
 
 def test_step_estimates_derive_he_and_se_from_rollouts(db_path):
@@ -87,7 +121,7 @@ def test_transaction_is_all_or_nothing(db_path):
             with store.transaction() as con:
                 store.insert_rows("work_units", [{"unit_id": "u9", "problem_id": "p1", "prefix_hash": "h1",
                                                   "completer_model": "m", "params": "{}", "strategy": "s",
-                                                  "budget": 1, "solution_id": "s1", "step_index": 1,
+                                                  "budget": 1, "n": 1, "round": 0, "solution_id": "s1", "step_index": 1,
                                                   "run_id": "r"}], con)
                 raise RuntimeError("engine died mid-batch")
         assert store.scalar("SELECT count(*) FROM work_units") == 0

@@ -1,27 +1,61 @@
--- Math-Shepherd estimates per solution step, derived from rollouts (never stored twice).
--- A step prefix's estimate comes from the work unit for (problem, prefix); solutions sharing a
--- prefix share its rollouts. The final step has no rollouts: its estimate is the solution's own
--- correctness (n = 1), marked by from_final_answer and a NULL completer_model.
+-- Estimates per solution step, from three sources (column `source`):
+--   measured: rollouts from that prefix; all rounds of one evaluation (completer, sampling,
+--             strategy, budget) are pooled, so n is the rollouts actually spent. early_stopped
+--             marks an SE over fewer than the budget because a rollout was correct (HE is final).
+--   inferred: no rollouts from that prefix; a labelling strategy inferred HE from another prefix's
+--             measurement under the monotone assumption (step_labels): n = 0, se NULL, and
+--             implied_by_step / implied_by_unit name the measurement. An inferred label never
+--             overrides a measured one: a step measured under the same completer has no inferred row.
+--   final:    the final step's estimate is the solution's own correctness (n = 1), also marked by
+--             from_final_answer and a NULL completer_model.
+-- Solutions sharing a prefix share its rollouts. unit_id is the prefix's first-round unit.
 CREATE OR REPLACE VIEW step_estimates AS
-WITH unit_counts AS (
-    SELECT u.unit_id, u.problem_id, u.prefix_hash, u.completer_model, u.strategy, u.budget,
+WITH prefix_counts AS (
+    SELECT u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget,
+           arg_min(u.unit_id, u.round) AS unit_id,
            count(*) AS n,
            count(*) FILTER (WHERE r.correct) AS k
     FROM work_units u
     JOIN rollouts r USING (unit_id)
-    GROUP BY ALL
+    WHERE u.step_index > 0  -- root units (the bare question) belong to no step
+    GROUP BY u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget
+), measured AS (
+    SELECT st.solution_id, st.step_index, s.problem_id,
+           pc.completer_model, pc.strategy, pc.unit_id,
+           pc.n, pc.k,
+           pc.k > 0 AS he,
+           pc.k / pc.n AS se,
+           st.gold,
+           false AS from_final_answer,
+           'measured' AS source,
+           NULL::INTEGER AS implied_by_step,
+           NULL::VARCHAR AS implied_by_unit,
+           pc.k > 0 AND pc.n < pc.budget AS early_stopped
+    FROM steps st
+    JOIN solutions s USING (solution_id)
+    JOIN prefix_counts pc ON pc.problem_id = s.problem_id AND pc.prefix_hash = st.prefix_hash
+    WHERE st.step_index < s.num_steps
 )
-SELECT st.solution_id, st.step_index, s.problem_id,
-       uc.completer_model, uc.strategy, uc.unit_id,
-       uc.n, uc.k,
-       uc.k > 0 AS he,
-       uc.k / uc.n AS se,
+SELECT * FROM measured
+UNION ALL
+SELECT l.solution_id, l.step_index, s.problem_id,
+       l.completer_model, l.strategy, NULL AS unit_id,
+       0 AS n, 0 AS k,
+       l.he,
+       NULL::DOUBLE AS se,
        st.gold,
-       false AS from_final_answer
-FROM steps st
+       false AS from_final_answer,
+       'inferred' AS source,
+       l.implied_by_step,
+       l.implied_by_unit,
+       false AS early_stopped
+FROM step_labels l
 JOIN solutions s USING (solution_id)
-JOIN unit_counts uc ON uc.problem_id = s.problem_id AND uc.prefix_hash = st.prefix_hash
-WHERE st.step_index < s.num_steps
+JOIN steps st ON st.solution_id = l.solution_id AND st.step_index = l.step_index
+WHERE NOT EXISTS (
+    SELECT 1 FROM measured m
+    WHERE m.solution_id = l.solution_id AND m.step_index = l.step_index AND m.completer_model = l.completer_model
+)
 UNION ALL
 SELECT st.solution_id, st.step_index, s.problem_id,
        NULL AS completer_model, 'final_answer' AS strategy, NULL AS unit_id,
@@ -29,7 +63,11 @@ SELECT st.solution_id, st.step_index, s.problem_id,
        s.correct AS he,
        s.correct::DOUBLE AS se,
        st.gold,
-       true AS from_final_answer
+       true AS from_final_answer,
+       'final' AS source,
+       NULL::INTEGER AS implied_by_step,
+       NULL::VARCHAR AS implied_by_unit,
+       false AS early_stopped
 FROM steps st
 JOIN solutions s USING (solution_id)
 WHERE st.step_index = s.num_steps;
