@@ -60,6 +60,9 @@ _D = LabelConfig()  # defaults shown in --help come from the one configuration m
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
 StepFormatOption = Annotated[Optional[str], typer.Option(
     "--step-format", help="line | paragraph | marker: how solutions split into steps (default line)")]
+StrategyOption = Annotated[Optional[str], typer.Option(
+    "--strategy", help=f"labelling strategy: naive | early_stop | binary_search | binary_search+early_stop, each "
+    f"optionally +root (default {_D.strategy}; see docs/OPERATIONS.md)")]
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", help="JSON file with this command's configuration (tasks/config.py); flags override it")]
 # Options of the commands that run a factory configuration (factory, retrain).
@@ -204,6 +207,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "prefixes_labelled_now": "prefixes labelled by this run", "prefixes_already_stored": "prefixes already stored",
         "prefixes_by_other_runs": "prefixes stored by concurrent runs",
         "prefixes_recomputed": "prefixes computed twice (lapsed lease)",
+        "strategy": "labelling strategy", "label_rounds": "rollout rounds (this run)",
+        "inferred_steps_now": "steps inferred (this run)", "contradictions_now": "contradictions found (this run)",
         "tokens_generated": "tokens generated (this run)", "tokens_per_s": "generated tokens/s (engine time)",
         "wall_seconds": "wall time (s)", "db": "database",
     }
@@ -266,6 +271,7 @@ def label(
     limit: Annotated[Optional[int], typer.Option(help=f"number of problems (default {_D.dataset.limit})")] = None,
     solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help=f"M solutions per problem (default {_D.solutions})")] = None,
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help=f"N rollouts per step prefix (default {_D.rollouts})")] = None,
+    strategy: StrategyOption = None,
     generator: Annotated[Optional[str], typer.Option(help="generator model: alias, local folder or HF id")] = None,
     completer: Annotated[Optional[str], typer.Option(help="completer model (default: the generator)")] = None,
     backend: Annotated[Optional[str], typer.Option(help="completer backend: vllm | openai | hf")] = None,
@@ -293,15 +299,15 @@ def label(
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON (for scripts)")] = False,
     db: DbOption = None,
 ) -> None:
-    """Sample solutions and label every step prefix with N rollouts (the label flow; config: LabelConfig)."""
+    """Sample solutions and label their steps with rollouts under a labelling strategy (the label flow; config: LabelConfig)."""
     overrides = {
         **_db_overrides(db),
         "dataset.name": dataset, "dataset.split": split, "dataset.limit": limit, "dataset.path": path,
         "dataset.dataset_name": dataset_name, "dataset.question_field": question_field,
         "dataset.answer_field": answer_field, "dataset.answer_kind": answer_kind,
         "dataset.gold_format": gold_format, "dataset.arith_seed": arith_seed, "dataset.select": select,
-        "solutions": solutions, "rollouts": rollouts, "batch_prefixes": batch_prefixes, "lease_s": lease_s,
-        "step_format": step_format,
+        "solutions": solutions, "rollouts": rollouts, "strategy": strategy, "batch_prefixes": batch_prefixes,
+        "lease_s": lease_s, "step_format": step_format,
         "retrain_threshold_steps": retrain_threshold, "generation.temperature": temperature, "generation.max_tokens": max_tokens,
         "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
         "generator.model": generator, "generator.backend": generator_backend,
@@ -585,6 +591,7 @@ def factory(
     select: Annotated[Optional[str], typer.Option(help="next (default): the next --limit problems not labelled yet | first: a fixed slice")] = None,
     solutions: Annotated[Optional[int], typer.Option("--solutions", "-m", help="M solutions per problem")] = None,
     rollouts: Annotated[Optional[int], typer.Option("--rollouts", "-n", help="N rollouts per step prefix")] = None,
+    strategy: StrategyOption = None,
     threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     eval_limit: EvalLimitOption = None,
@@ -603,7 +610,7 @@ def factory(
     config = _factory_config(config_file, db, {
         "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
         "label.dataset.select": select, "label.solutions": solutions, "label.rollouts": rollouts,
-        "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
+        "label.strategy": strategy, "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
     }, eval_limit, validation_limit, show_config)
     result = _run_factory_flow(factory_flow, config)
     if as_json:

@@ -21,7 +21,7 @@ from tasks.growth import signal_growth_task
 from tasks.ingest import select_problems_task
 from tasks.models import prepare_model
 from tasks.runs import recorded_run, summarize_run_task
-from tasks.shepherd import LabelSummary, label_task
+from tasks.labelling import LabelSummary, label_task
 
 
 def _run_name() -> str:

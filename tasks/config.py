@@ -238,6 +238,12 @@ class LabelConfig(_Strict):
         default_factory=lambda: SamplingSettings(temperature=0.7, max_tokens=128),
         description="sampling for rollouts",
     )
+    strategy: str = Field(
+        "naive",
+        description="labelling strategy: naive (N rollouts from every prefix) | early_stop (rounds 2, 2, 4, ... up to "
+        "N, stopping at the first correct rollout) | binary_search (OmegaPRM's search for the first error; other "
+        "prefixes inferred) | binary_search+early_stop; any of them +root adds N rollouts from the bare question",
+    )
     batch_prefixes: int = Field(64, ge=1, description="step prefixes per engine call (one transaction each)")
     lease_s: float = Field(
         120.0, ge=3,
@@ -253,6 +259,14 @@ class LabelConfig(_Strict):
         "PRM is promoted; every label run reports it in its prmf.label.completed event "
         "(env PRMF_RETRAIN_THRESHOLD_STEPS, default 500)",
     )
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from tasks.labelling.strategies import strategy
+
+        strategy(name, 1)  # raises ValueError naming the known strategies
+        return name
 
     @property
     def completer_settings(self) -> ModelSettings:

@@ -22,7 +22,7 @@ from tasks.completers import Completer, Completion, complete_adaptive, completer
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
-from tasks.leases import claimed_batches, release
+from tasks.leases import process_claimed
 from tasks.progress import progress
 from tasks.steps import StepFormat, build_messages, prefix_text, split_steps
 from tasks.store import Store, StoreError, content_key
@@ -120,36 +120,39 @@ def generate_solutions(
     done = store.existing_keys("generations", "generation_id", list(keyed))
     pending = [gid for gid in keyed if gid not in done]
 
-    requests = stored = empty = tokens = 0
-    engine_seconds = 0.0
+    tally = {"requests": 0, "stored": 0, "empty": 0, "tokens": 0, "engine_seconds": 0.0}
+
+    def compute(keys: list[str]):
+        batch = [(gid, keyed[gid]) for gid in keys]
+        prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
+                   for _, p in batch]
+        t0 = time.perf_counter()
+        outputs = complete_adaptive(completer, prompts, config.solutions, config.generation)
+        tally["engine_seconds"] += time.perf_counter() - t0
+        return _rows(batch, outputs, grader, completer.identity, params, config.solutions, run_id, config.step_format)
+
+    def commit(keys: list[str], rows) -> None:  # a batch is stored whole or not at all
+        generations, solutions, steps, batch_empty = rows
+        store.insert_rows("generations", generations)
+        tally["stored"] += store.insert_rows("solutions", solutions)
+        store.insert_rows("steps", steps)
+        tally["requests"] += len(keys)
+        tally["empty"] += batch_empty
+        tally["tokens"] += sum(g["num_tokens"] for g in generations)
+
+    def stored_now(keys: list[str], rows) -> None:
+        checkpoint("generate-batch-stored")
+        advance(len(keys))
+
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
         "solutions", len(pending)
     ) as advance:
-        for keys in claimed_batches(
+        process_claimed(
             store, "generation", pending, run_id, PROBLEMS_PER_CALL, config.lease_s,
             stored=lambda keys: store.existing_keys("generations", "generation_id", keys),
-            on_stored_elsewhere=advance,
-        ):
-            batch = [(gid, keyed[gid]) for gid in keys]
-            with store.released():  # other runners may store meanwhile
-                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
-                           for _, p in batch]
-                t0 = time.perf_counter()
-                outputs = complete_adaptive(completer, prompts, config.solutions, config.generation)
-                engine_seconds += time.perf_counter() - t0
-                generations, solutions, steps, batch_empty = _rows(batch, outputs, grader, completer.identity, params,
-                                                                   config.solutions, run_id, config.step_format)
-            requests += len(batch)
-            empty += batch_empty
-            tokens += sum(g["num_tokens"] for g in generations)
-            with store.transaction():  # a batch is stored whole or not at all, with its claims' release
-                store.insert_rows("generations", generations)
-                stored += store.insert_rows("solutions", solutions)
-                store.insert_rows("steps", steps)
-                release(store, run_id, keys)
-            checkpoint("generate-batch-stored")
-            advance(len(batch))
-    return GenerationSummary(requests, stored, empty, tokens, engine_seconds)
+            compute=compute, commit=commit, on_stored_elsewhere=advance, after_commit=stored_now,
+        )
+    return GenerationSummary(tally["requests"], tally["stored"], tally["empty"], tally["tokens"], tally["engine_seconds"])
 
 
 def _rows(

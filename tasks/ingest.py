@@ -135,9 +135,9 @@ def _summary(settings: DatasetSettings, loaded: Sequence[ProblemRecord], usable:
 
 def labelled_problem_ids(store: Store, problems: Sequence[ProblemRecord], config: LabelConfig) -> set[str]:
     """The ``problems`` fully labelled under ``config``: their generator request is stored and every
-    non-final step prefix of their solutions has its work unit (same completer, sampling, strategy, N)."""
+    solution finished its labelling (same completer, sampling, strategy, N)."""
     from tasks.generation import generation_key
-    from tasks.shepherd import STRATEGY
+    from tasks.labelling.labeller import label_key
 
     if not problems:
         return set()
@@ -148,9 +148,10 @@ def labelled_problem_ids(store: Store, problems: Sequence[ProblemRecord], config
         "generation_id": [generation_key(p.problem_id, generator, params, config.solutions, config.step_format)
                           for p in problems],
     })
+    completer = resolve_model(config.completer_settings.model).identity
     rows = store.query(internal_sql("labelled_problems"), {
-        "generator": generator, "completer": resolve_model(config.completer_settings.model).identity,
-        "params": config.rollout.key(), "strategy": STRATEGY, "budget": config.rollouts,
+        "generator": generator, "completer": completer, "params": config.rollout.key(), "strategy": config.strategy,
+        "budget": config.rollouts, "label_key": label_key(completer, config.rollout.key(), config.strategy, config.rollouts),
     }, tables={"candidates": candidates}).rows
     return {r[0] for r in rows}
 

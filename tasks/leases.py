@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -27,6 +28,8 @@ from tasks.runs import mark_crashed_runs
 from tasks.store import Store, StoreError, internal_sql
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 POLL_S = 2.0  # how often a runner waiting on other runners' claims looks again
 
@@ -118,3 +121,34 @@ def claimed_batches(
             log.info("%d %s keys are claimed by other runs; waiting for them", len(remaining), kind)
             with store.released():
                 time.sleep(POLL_S)
+
+
+def process_claimed(
+    store: Store,
+    kind: str,
+    keys: Sequence[str],
+    run_id: str,
+    batch_size: int,
+    lease_s: float,
+    *,
+    stored: Callable[[Sequence[str]], set[str]],
+    compute: Callable[[list[str]], R],
+    commit: Callable[[list[str], R], None],
+    on_stored_elsewhere: Callable[[int], None] = lambda count: None,
+    after_commit: Callable[[list[str], R], None] = lambda keys, result: None,
+) -> None:
+    """The factory's one work-queue step: claim a batch -> ``compute`` it with the store released
+    (engine, grader) -> ``commit`` it in one transaction together with the release of its claims.
+
+    Every producer of stored work (solution generation, step labelling under any strategy) runs
+    through it, so each inherits resumability (stored keys are skipped), leases shared with
+    other runners, and crash safety (a batch is stored whole or not at all).
+    """
+    for batch in claimed_batches(store, kind, keys, run_id, batch_size, lease_s, stored=stored,
+                                 on_stored_elsewhere=on_stored_elsewhere):
+        with store.released():  # other runners (and ad hoc queries) may use the file meanwhile
+            result = compute(batch)
+        with store.transaction():
+            commit(batch, result)
+            release(store, run_id, batch)
+        after_commit(batch, result)

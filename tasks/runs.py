@@ -75,6 +75,7 @@ def start_run(store: Store, run_id: str, flow_name: str, flow_run_name: str | No
             "generator_model": resolve_model(config.generator.model).identity,
             "completer_model": resolve_model(completer.model).identity, "backend": completer.backend,
             "generation_params": config.generation.key(), "rollout_params": config.rollout.key(),
+            "label_strategy": config.strategy,
         }
     store.start_run(row)
 
@@ -132,6 +133,10 @@ def summarize_run(
         "prefixes_already_stored": labelled.units_done_before,
         "prefixes_by_other_runs": labelled.units_by_other_runs,
         "prefixes_recomputed": labelled.units_recomputed,
+        "strategy": config.strategy,
+        "label_rounds": labelled.rounds,
+        "inferred_steps_now": labelled.inferred_steps,
+        "contradictions_now": labelled.contradictions,
         "tokens_per_s": tokens / engine_seconds if engine_seconds else None,
         "wall_seconds": wall_seconds,
         "db": str(config.db),

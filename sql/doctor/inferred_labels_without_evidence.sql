@@ -1,6 +1,7 @@
--- Every inferred label is implied by a stored measurement and sits on no measured step.
+-- Every inferred label is implied by a stored measurement.
 -- HE = 1 needs a correct rollout from a later prefix (or the correct final answer), HE = 0 an
--- earlier prefix whose rollouts were all wrong.
+-- earlier prefix whose rollouts were all wrong. (A step measured later, e.g. through a prefix
+-- another solution shares, may also have an inferred label: step_estimates shows the measured one.)
 -- fix: the step_labels rows were edited or their rollouts deleted; delete the listed labels and
 -- their labelled_solutions rows, then rerun `prmf label` to infer them again.
 SELECT l.solution_id, l.step_index, l.he, l.implied_by_step, l.implied_by_unit
@@ -13,7 +14,4 @@ WHERE NOT coalesce(CASE
         WHEN l.he THEN l.implied_by_step > l.step_index AND m.k > 0
         ELSE l.implied_by_step < l.step_index AND m.n > 0 AND m.k = 0
       END, false)
-   OR EXISTS (SELECT 1 FROM step_estimates e
-              WHERE e.solution_id = l.solution_id AND e.step_index = l.step_index AND e.source = 'measured'
-                AND e.completer_model = l.completer_model)
 LIMIT 20;

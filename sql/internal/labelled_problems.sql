@@ -1,17 +1,23 @@
 -- Which `candidates` (problem_id, generation_id) are fully labelled under one label configuration:
--- the generator request is stored, and every non-final step prefix of the problem's solutions by
--- $generator has its work unit for this completer, rollout sampling, strategy and budget.
+-- the generator request is stored, and every solution of the problem by $generator finished its
+-- labelling under $label_key (labelled_solutions). For the naive strategy, a solution labelled
+-- before strategies existed counts too when every non-final step prefix has its full-budget unit.
 SELECT c.problem_id
 FROM candidates c
 JOIN generations g ON g.generation_id = c.generation_id
 WHERE NOT EXISTS (
     SELECT 1
     FROM solutions s
-    JOIN steps st USING (solution_id)
-    WHERE s.problem_id = c.problem_id AND s.generator_model = $generator AND st.step_index < s.num_steps
-      AND NOT EXISTS (
-          SELECT 1 FROM work_units u
-          WHERE u.problem_id = s.problem_id AND u.prefix_hash = st.prefix_hash AND u.completer_model = $completer
-            AND u.params = $params AND u.strategy = $strategy AND u.budget = $budget
-      )
+    WHERE s.problem_id = c.problem_id AND s.generator_model = $generator
+      AND NOT EXISTS (SELECT 1 FROM labelled_solutions l WHERE l.solution_id = s.solution_id AND l.label_key = $label_key)
+      AND ($strategy <> 'naive' OR EXISTS (
+          SELECT 1
+          FROM steps st
+          WHERE st.solution_id = s.solution_id AND st.step_index < s.num_steps
+            AND NOT EXISTS (
+                SELECT 1 FROM work_units u
+                WHERE u.problem_id = s.problem_id AND u.prefix_hash = st.prefix_hash AND u.completer_model = $completer
+                  AND u.params = $params AND u.strategy = 'math_shepherd' AND u.budget = $budget AND u.round = 0
+            )
+      ))
 );

@@ -1,0 +1,368 @@
+"""Step labelling driven by a strategy: rollouts in rounds, labels measured or inferred.
+
+A labelling strategy (``strategies.py``) says, for one solution and what has been measured so
+far, which prefixes get rollouts next and how many. This module does the work: it replays the
+stored measurements, asks every open solution's strategy for its next round, turns the requests
+into *work units*, computes them through the shared work queue (claim -> engine off-lock ->
+grade -> store with the claims' release; ``tasks/leases.py``), and repeats until no strategy
+asks for more. A finished solution's inferred labels, contradictions and a completion marker
+(``labelled_solutions``) are stored in one transaction.
+
+A unit is one round of rollouts from one prefix, keyed by (problem, prefix text, completer,
+sampling, evaluation, budget, round): solutions that share a prefix share its rollouts, and a
+stored unit is never redone. The *evaluation* is how a prefix is rolled out: ``math_shepherd``
+(N rollouts at once; naive and binary search) or ``early_stop`` (rounds until a correct one), so
+naive and binary search share units, and round 0 of a full-budget prefix has the key units had
+before strategies existed. Because strategies keep no hidden state, a killed run resumes by
+replaying what is stored and asking again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from tasks.completers import (
+    Completer, CompleterError, Completion, complete_adaptive, completer_session, get_completer,
+)
+from tasks.config import LabelConfig
+from tasks.faults import checkpoint
+from tasks.generation import prompt_style
+from tasks.grading import Grader, extract_answer
+from tasks.labelling.strategies import (
+    ROOT, LabelStrategy, RolloutRequest, SolutionState, StepLabel, infer_labels, strategy,
+)
+from tasks.leases import process_claimed
+from tasks.models import resolve_model
+from tasks.progress import progress
+from tasks.steps import StepFormat, build_messages, prefix_text
+from tasks.store import Store, StoreError, content_key, internal_sql
+
+ROOT_PREFIX_HASH = content_key("")  # the bare question: no step written yet
+
+
+def evaluation_name(strategy_name: str) -> str:
+    """How the strategy rolls out a prefix, as stored in ``work_units.strategy``."""
+    return "early_stop" if "early_stop" in strategy_name.split("+") else "math_shepherd"
+
+
+def unit_key(problem_id: str, prefix_hash: str, completer: str, params: str, evaluation: str, budget: int,
+             round_: int) -> str:
+    parts: list[object] = [problem_id, prefix_hash, completer, params, evaluation, budget]
+    if round_:  # round 0 keeps the key of the units stored before rounds existed
+        parts.append(round_)
+    return content_key(*parts)
+
+
+def label_key(completer: str, params: str, strategy_name: str, budget: int) -> str:
+    return content_key("label", completer, params, strategy_name, budget)
+
+
+@dataclass(frozen=True)
+class Solution:
+    solution_id: str
+    problem: dict[str, Any]
+    texts: tuple[str, ...]
+    prefix_hashes: tuple[str, ...]  # of prefixes 1..num_steps
+    correct: bool
+    step_format: StepFormat = "line"
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.texts)
+
+    def prefix_hash(self, step_index: int) -> str:
+        return ROOT_PREFIX_HASH if step_index == ROOT else self.prefix_hashes[step_index - 1]
+
+    def prefix(self, step_index: int) -> str:
+        return "" if step_index == ROOT else prefix_text(list(self.texts), step_index, self.step_format)
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    unit_id: str
+    solution: Solution  # the first solution (and step) that asked for it
+    step_index: int
+    n: int
+    round: int
+
+    @property
+    def problem(self) -> dict[str, Any]:
+        return self.solution.problem
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    units_total: int  # units the strategy asked for (all rounds), stored before or now
+    units_done_before: int  # already stored when the call started
+    units_labelled: int  # computed and stored by this call
+    units_by_other_runs: int  # stored meanwhile by another runner sharing the store
+    units_recomputed: int  # computed here but stored first by another runner (a lease that lapsed)
+    rollouts: int
+    tokens: int
+    engine_seconds: float
+    solutions_labelled: int = 0  # solutions whose labelling finished in this call
+    rounds: int = 0
+    inferred_steps: int = 0
+    contradictions: int = 0
+
+    @classmethod
+    def nothing(cls) -> "LabelSummary":
+        """The summary of a run that had no problem to work on."""
+        return cls(0, 0, 0, 0, 0, 0, 0, 0.0)
+
+
+@dataclass
+class _Tally:
+    total: set[str] = field(default_factory=set)
+    before: int = 0
+    labelled: int = 0
+    elsewhere: int = 0
+    recomputed: int = 0
+    rollouts: int = 0
+    tokens: int = 0
+    engine_seconds: float = 0.0
+    solutions: int = 0
+    rounds: int = 0
+    inferred: int = 0
+    contradictions: int = 0
+
+
+class Labeller:
+    """One label run's view of the store: the solutions, the strategy and the unit keys."""
+
+    def __init__(self, store: Store, config: LabelConfig, run_id: str, completer: Completer):
+        self.store, self.config, self.run_id, self.completer = store, config, run_id, completer
+        self.strategy: LabelStrategy = strategy(config.strategy, config.rollouts)
+        self.params = config.rollout.key()
+        self.evaluation = evaluation_name(config.strategy)
+        self.label_key = label_key(completer.identity, self.params, config.strategy, config.rollouts)
+
+    def unit_id(self, solution: Solution, step_index: int, round_: int) -> str:
+        return unit_key(solution.problem["problem_id"], solution.prefix_hash(step_index), self.completer.identity,
+                        self.params, self.evaluation, self.config.rollouts, round_)
+
+    # --- reading the store ------------------------------------------------------------------
+
+    def solutions(self, problem_ids: list[str]) -> list[Solution]:
+        generator = resolve_model(self.config.generator.model).identity
+        problems = {p["problem_id"]: p for p in self.store.problems_by_id(problem_ids)}
+        by_solution: dict[str, list[dict[str, Any]]] = {}
+        for row in self.store.solution_steps(problem_ids, generator):
+            by_solution.setdefault(row["solution_id"], []).append(row)
+        return [
+            Solution(sid, problems[steps[0]["problem_id"]], tuple(s["text"] for s in steps),
+                     tuple(s["prefix_hash"] for s in steps), bool(steps[0]["correct"]), steps[0]["step_format"])
+            for sid, steps in by_solution.items()
+        ]
+
+    def finished(self, solutions: list[Solution]) -> set[str]:
+        wanted = pa.table({"solution_id": pa.array([s.solution_id for s in solutions], pa.string())})
+        rows = self.store.query(internal_sql("labelled_solutions"), {"label_key": self.label_key},
+                                tables={"wanted": wanted}).rows
+        return {r[0] for r in rows}
+
+    def states(self, solutions: list[Solution]) -> dict[str, SolutionState]:
+        """Each solution's measurements so far, replayed from the stored units of this evaluation."""
+        prefixes = {(s.problem["problem_id"], s.prefix_hash(i)) for s in solutions for i in range(0, s.num_steps)}
+        wanted = pa.table({"problem_id": pa.array([p for p, _ in prefixes], pa.string()),
+                           "prefix_hash": pa.array([h for _, h in prefixes], pa.string())})
+        rows = self.store.query(internal_sql("prefix_measurements"), {
+            "completer": self.completer.identity, "params": self.params, "strategy": self.evaluation,
+            "budget": self.config.rollouts}, tables={"wanted": wanted}).rows
+        measured = {(problem, prefix, round_): (n, k) for problem, prefix, round_, n, k in rows}
+        states = {}
+        for s in solutions:
+            state = SolutionState(s.num_steps, s.correct)
+            for i in range(0, s.num_steps):
+                round_ = 0
+                while (key := (s.problem["problem_id"], s.prefix_hash(i), round_)) in measured:
+                    state.observe(i, *measured[key])
+                    round_ += 1
+            states[s.solution_id] = state
+        return states
+
+    # --- one round --------------------------------------------------------------------------
+
+    def units(self, requests: dict[str, list[RolloutRequest]], solutions: dict[str, Solution]) -> list[WorkUnit]:
+        units: dict[str, WorkUnit] = {}
+        for sid, wanted in requests.items():
+            for r in wanted:
+                key = self.unit_id(solutions[sid], r.step_index, r.round)
+                units.setdefault(key, WorkUnit(key, solutions[sid], r.step_index, r.n, r.round))
+        return list(units.values())
+
+    def compute(self, batch: list[WorkUnit], grader: Grader) -> tuple[list[dict], list[dict], float]:
+        """Sample and grade one batch (off the store's lock); its work_units and rollouts rows."""
+        t0 = time.perf_counter()
+        outputs = self._complete(batch)
+        seconds = time.perf_counter() - t0
+        checkpoint("label-batch-generated")
+        unit_rows, rollout_rows = self._rows(batch, outputs, grader)
+        return unit_rows, rollout_rows, seconds
+
+    def _complete(self, batch: list[WorkUnit]) -> list[list[Completion]]:
+        # One engine call per round size: most rounds have a single size (naive: all N).
+        outputs: dict[str, list[Completion]] = {}
+        for n in sorted({u.n for u in batch}):
+            group = [u for u in batch if u.n == n]
+            prompts = [self.completer.chat_prompt(
+                build_messages(u.problem["question"], prompt_style(u.problem), u.solution.step_format),
+                u.solution.prefix(u.step_index)) for u in group]
+            try:
+                results = complete_adaptive(self.completer, prompts, n, self.config.rollout)
+            except CompleterError as exc:
+                first = group[0]
+                more = f" and {len(group) - 1} more" if len(group) > 1 else ""
+                raise CompleterError(
+                    f"{exc} -- while labelling unit {first.unit_id} (problem {first.problem['problem_id']}, "
+                    f"step {first.step_index}){more}; stored units are kept, rerun to resume"
+                ) from exc
+            outputs.update({u.unit_id: r for u, r in zip(group, results)})
+        return [outputs[u.unit_id] for u in batch]
+
+    def _rows(self, batch: list[WorkUnit], outputs: list[list[Completion]], grader: Grader):
+        # The answer is read from prefix + rollout: the full solution the rollout completes.
+        samples = [(u, c) for u, group in zip(batch, outputs) for c in group]
+        answers = [extract_answer(u.solution.prefix(u.step_index) + c.text) for u, c in samples]
+        grades = iter(zip(answers, grader.grade([(a, u.problem["gold_answer"], u.problem["answer_kind"])
+                                                 for a, (u, _) in zip(answers, samples)])))
+        unit_rows, rollout_rows = [], []
+        for u, group in zip(batch, outputs):
+            unit_rows.append({
+                "unit_id": u.unit_id, "problem_id": u.problem["problem_id"],
+                "prefix_hash": u.solution.prefix_hash(u.step_index), "completer_model": self.completer.identity,
+                "params": self.params, "strategy": self.evaluation, "budget": self.config.rollouts,
+                "solution_id": u.solution.solution_id, "step_index": u.step_index, "round": u.round, "n": u.n,
+                "run_id": self.run_id,
+            })
+            for i, c in enumerate(group):
+                answer, grade = next(grades)
+                rollout_rows.append({
+                    "rollout_id": f"{u.unit_id}:{i}", "unit_id": u.unit_id, "sample_index": i,
+                    "solution_id": u.solution.solution_id, "step_index": u.step_index, "text": c.text,
+                    "answer": answer, "correct": grade.correct, "grade_status": grade.status,
+                    "num_tokens": c.num_tokens, "run_id": self.run_id,
+                })
+        return unit_rows, rollout_rows
+
+    # --- finished solutions -----------------------------------------------------------------
+
+    def record_labels(self, done: list[tuple[Solution, SolutionState]]) -> tuple[int, int]:
+        """Store finished solutions' inferred labels, contradictions and completion markers."""
+        labels, contradictions, markers = [], [], []
+        common = {"label_key": self.label_key, "strategy": self.config.strategy, "run_id": self.run_id}
+        for solution, state in done:
+            steps, found = infer_labels(state, self.config.rollouts)
+            inferred = [s for s in steps if s.source == "inferred"]
+            labels += [self._label_row(solution, s, common) for s in inferred]
+            contradictions += [{"solution_id": solution.solution_id, "step_index": c.step_index,
+                                "after_step": c.after, **common} for c in found]
+            markers.append({
+                "solution_id": solution.solution_id, "completer_model": self.completer.identity,
+                "params": self.params, "budget": self.config.rollouts,
+                "measured_steps": sum(s.source == "measured" for s in steps), "inferred_steps": len(inferred),
+                "open_steps": sum(s.source == "open" for s in steps), "contradictions": len(found), **common,
+            })
+        with self.store.transaction():
+            self.store.insert_rows("step_labels", labels)
+            self.store.insert_rows("label_contradictions", contradictions)
+            self.store.insert_rows("labelled_solutions", markers)
+        return len(labels), len(contradictions)
+
+    def _label_row(self, solution: Solution, label: StepLabel, common: dict[str, Any]) -> dict[str, Any]:
+        assert label.implied_by is not None
+        by_final = label.implied_by == solution.num_steps
+        return {
+            "solution_id": solution.solution_id, "step_index": label.step_index, "completer_model": self.completer.identity,
+            "he": label.he, "implied_by_step": label.implied_by,
+            "implied_by_unit": None if by_final else self.unit_id(solution, label.implied_by, 0), **common,
+        }
+
+
+def label_solutions(
+    store: Store, problem_ids: list[str], config: LabelConfig, run_id: str, completer: Completer | None = None
+) -> LabelSummary:
+    """Label these problems' solutions with ``config.strategy``, round after round, until every
+    solution's strategy is done. Each batch of units is stored in one transaction; the store is
+    released while the engine and the grader work, so other runners and ad hoc queries can use it."""
+    labeller = Labeller(store, config, run_id, completer or get_completer(config.completer_settings))
+    solutions = labeller.solutions(problem_ids)
+    finished = labeller.finished(solutions)
+    open_ = {s.solution_id: s for s in solutions if s.solution_id not in finished}
+    tally = _Tally()
+    with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
+        f"solutions ({config.strategy})", len(open_)
+    ) as advance:
+        while open_:
+            states = labeller.states(list(open_.values()))
+            requests = {sid: labeller.strategy.requests(states[sid]) for sid in open_}
+            done = [(open_[sid], states[sid]) for sid, wanted in requests.items() if not wanted]
+            if done:
+                inferred, contradictions = labeller.record_labels(done)
+                tally.solutions += len(done)
+                tally.inferred += inferred
+                tally.contradictions += contradictions
+                advance(len(done))
+                for solution, _ in done:
+                    del open_[solution.solution_id]
+            units = {u.unit_id: u for u in labeller.units({sid: r for sid, r in requests.items() if r}, open_)}
+            if not units:
+                continue
+            tally.rounds += 1
+            tally.total.update(units)
+            stored = store.existing_keys("work_units", "unit_id", list(units))
+            tally.before += len(stored)
+            _compute_units(store, labeller, grader, [k for k in units if k not in stored], units, tally)
+    return LabelSummary(len(tally.total), tally.before, tally.labelled, tally.elsewhere, tally.recomputed,
+                        tally.rollouts, tally.tokens, tally.engine_seconds, tally.solutions, tally.rounds,
+                        tally.inferred, tally.contradictions)
+
+
+def _compute_units(store: Store, labeller: Labeller, grader: Grader, pending: list[str], units: dict[str, WorkUnit],
+                   tally: _Tally) -> None:
+    def elsewhere(count: int) -> None:
+        tally.elsewhere += count
+
+    def compute(keys: list[str]):
+        return labeller.compute([units[k] for k in keys], grader)
+
+    def commit(keys: list[str], result) -> None:
+        unit_rows, rollout_rows, seconds = result
+        inserted = store.insert_rows("work_units", unit_rows)
+        checkpoint("label-in-transaction")
+        tally.rollouts += store.insert_rows("rollouts", rollout_rows)
+        tally.labelled += inserted
+        tally.recomputed += len(keys) - inserted
+        tally.tokens += sum(r["num_tokens"] for r in rollout_rows)
+        tally.engine_seconds += seconds
+
+    process_claimed(
+        store, "label", pending, labeller.run_id, labeller.config.batch_prefixes, labeller.config.lease_s,
+        stored=lambda keys: store.existing_keys("work_units", "unit_id", keys),
+        compute=compute, commit=commit, on_stored_elsewhere=elsewhere,
+        after_commit=lambda keys, result: checkpoint("label-batch-stored"),
+    )
+
+
+@task(
+    name="label-steps",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    task_run_name="label-{config.dataset.name}-{config.strategy}-n{config.rollouts}",
+)
+def label_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> LabelSummary:
+    # Retrying is safe: stored units are skipped on the next attempt. The engine starts before
+    # the store is opened: a start takes tens of seconds and other runners need the file.
+    with (
+        completer_session(config.completer_settings, not_engine_errors=(StoreError,)) as completer,
+        Store(config.db) as store,
+    ):
+        return label_solutions(store, problem_ids, config, run_id, completer)
