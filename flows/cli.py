@@ -339,6 +339,7 @@ def train(
     kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution)")] = None,
     target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft)")] = None,
     after_first_error: Annotated[Optional[str], typer.Option(help="prm: drop | keep the steps after the first HE=0 step")] = None,
+    inferred_labels: Annotated[Optional[str], typer.Option(help="prm: include | exclude steps whose label a strategy inferred without rollouts (default include)")] = None,
     base_model: Annotated[Optional[str], typer.Option(help="base causal LM: alias, local folder or HF id")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="train only on this dataset (repeatable)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="epochs (default 2)")] = None,
@@ -362,6 +363,7 @@ def train(
 
     config = _config(TrainConfig, config_file, {
         **_db_overrides(db), "kind": kind, "target": target, "after_first_error": after_first_error,
+        "inferred_labels": inferred_labels,
         "base_model": base_model, "datasets": list(dataset) if dataset else None, "epochs": epochs,
         "batch_size": batch_size, "micro_batch_size": micro_batch_size, "precision": precision,
         "gradient_checkpointing": gradient_checkpointing, "lora": {"r": lora_r} if lora_r else None,

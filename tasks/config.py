@@ -304,6 +304,11 @@ class TrainConfig(_Strict):
     after_first_error: Literal["drop", "keep"] = Field(
         "drop", description="prm: drop the steps after the first HE=0 step (as the Qwen PRM paper does) or keep them"
     )
+    inferred_labels: Literal["include", "exclude"] = Field(
+        "include",
+        description="prm: steps whose label a strategy inferred without rollouts from them (binary search, a later "
+        "correct rollout): include trains on their HE (they have no SE: no loss under target se) | exclude: no loss",
+    )
     datasets: tuple[str, ...] = Field((), description="train only on these problems.dataset values (default: all)")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="fraction of problems (never steps) held out")
     epochs: int = Field(2, ge=1)

@@ -42,6 +42,16 @@ def test_steps_after_the_first_error_are_dropped_or_kept():
     assert step_targets(steps, TrainConfig(target="se", after_first_error="keep")) == (0.5, 0.0, 0.25)
 
 
+def test_inferred_steps_train_on_their_he_or_carry_no_loss():
+    # binary search on a wrong 4-step solution: step 1 inferred good, 2 measured (1 of 4 correct),
+    # 3 inferred bad, 4 the final answer.
+    steps = [{"he": True, "se": None, "inferred": True}, {"he": True, "se": 0.25, "inferred": False},
+             {"he": False, "se": None, "inferred": True}, {"he": False, "se": 0.0, "inferred": False}]
+    assert step_targets(steps, TrainConfig(target="he")) == (1.0, 1.0, 0.0, None)
+    assert step_targets(steps, TrainConfig(target="he", inferred_labels="exclude")) == (None, 1.0, None, 0.0)
+    assert step_targets(steps, TrainConfig(target="se")) == (None, 0.25, None, None)
+
+
 def test_evaluation_problems_are_never_trained_on(db_path):
     gsm8k_question = load_gsm8k("test", limit=1).problems[0].question
     with Store(db_path) as store:

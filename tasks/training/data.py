@@ -2,7 +2,9 @@
 
 Targets. ``he``: 1 if any rollout from the prefix reached the right answer; ``se``: the fraction
 that did. With ``after_first_error="drop"`` the steps after the first HE = 0 step carry no loss
-(their label is implied). An ORM has one target, the solution's correctness.
+(their label is implied). A step whose HE a labelling strategy inferred (no rollouts from it)
+trains on that HE with ``inferred_labels="include"`` and carries no loss with ``"exclude"``; it
+has no SE, so no loss under ``target="se"``. An ORM has one target, the solution's correctness.
 
 Data hygiene. Train/validation is split by problem, never by step. Evaluation problems are
 never trained on: any problem of a test or validation split or of MATH500, any problem whose
@@ -104,7 +106,14 @@ def step_targets(steps: list[dict[str, Any]], config: TrainConfig) -> tuple[floa
         if seen_error and config.after_first_error == "drop":
             targets.append(None)
             continue
-        targets.append(float(s["he"]) if config.target == "he" else float(s["se"]))
+        inferred = bool(s.get("inferred"))
+        if inferred and config.inferred_labels == "exclude":
+            targets.append(None)  # as if unlabelled: nor does it count as the first error
+            continue
+        if config.target == "he":
+            targets.append(float(s["he"]))
+        else:  # an inferred step has no SE
+            targets.append(None if s["se"] is None else float(s["se"]))
         seen_error = seen_error or not s["he"]
     return tuple(targets)
 
