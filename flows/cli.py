@@ -891,6 +891,43 @@ def _bench_verifiers(kind: str, variants: str, model_config: Path | None, sample
     )
 
 
+@bench_app.command("label")
+def bench_label(
+    strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop",
+    problems: Annotated[int, typer.Option(help="arith train problems")] = 12,
+    solutions: Annotated[int, typer.Option("--solutions", "-m", help="M solutions per problem")] = 4,
+    rollouts: Annotated[int, typer.Option("--rollouts", "-n", help="N: the rollout budget per prefix")] = 8,
+    rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default: the config's)")] = None,
+    workdir: Annotated[Path, typer.Option(help="where the base store and one store per strategy are written")] = Path("bench-label"),
+    out: Annotated[Path, typer.Option(help="the results as JSON (compare across commits)")] = Path("bench-label.json"),
+    config_file: ConfigOption = None,
+) -> None:
+    """Labelling strategies on the same stored solutions: cost, tokens per labelled step, agreement with gold and naive."""
+    from tasks import bench_label as bench
+
+    config = _config(LabelConfig, config_file, {
+        "dataset.name": "arith", "dataset.split": "train", "dataset.limit": problems, "dataset.select": "first",
+        "solutions": solutions, "rollouts": rollouts, "rollout.max_tokens": rollout_max_tokens,
+    }, None, False)
+    try:
+        report = bench.run(config, [s.strip() for s in strategies.split(",") if s.strip()], workdir,
+                           progress=lambda line: err.print(line))
+    except (*_user_errors(), ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        from tasks.completers import close_completers
+
+        close_completers()
+    bench.write_json(report, out)
+    columns, rows = bench.table_rows(report)
+    _print_rows(columns, rows, title=f"prmf bench label: {report['config']['problems']} arith problems x "
+                f"{solutions} solutions, N = {rollouts}")
+    raw = report["raw_engine"]
+    console.print(f"raw engine, naive's {raw['prompts']} prompts x n={raw['n']} in one call: "
+                  f"{raw['tokens_per_s']:.1f} tokens/s; the factory's naive labelling reached "
+                  f"{report['factory_vs_raw_engine']:.2f}x of it. JSON: {out}")
+
+
 @bench_app.command("score")
 def bench_score(
     variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first: count-8 (old: input order, "
