@@ -11,8 +11,8 @@ asks for more. A finished solution's inferred labels, contradictions and a compl
 A unit is one round of rollouts from one prefix, keyed by (problem, prefix text, completer,
 sampling, evaluation, budget, round): solutions that share a prefix share its rollouts, and a
 stored unit is never redone. The *evaluation* is how a prefix is rolled out: ``math_shepherd``
-(N rollouts at once; naive and binary search) or ``early_stop`` (rounds until a correct one), so
-naive and binary search share units, and round 0 of a full-budget prefix has the key units had
+(N rollouts at once; naive, binary search, and the bare question under ``+root``) or
+``early_stop`` (rounds until a correct one), so naive and binary search share units, and round 0 of a full-budget prefix has the key units had
 before strategies existed. Because strategies keep no hidden state, a killed run resumes by
 replaying what is stored and asking again.
 """
@@ -144,9 +144,13 @@ class Labeller:
         self.evaluation = evaluation_name(config.strategy)
         self.label_key = label_key(completer.identity, self.params, config.strategy, config.rollouts)
 
+    def evaluation_of(self, step_index: int) -> str:
+        # The bare question always gets the full budget: its solve rate, not a first-error search.
+        return "math_shepherd" if step_index == ROOT else self.evaluation
+
     def unit_id(self, solution: Solution, step_index: int, round_: int) -> str:
         return unit_key(solution.problem["problem_id"], solution.prefix_hash(step_index), self.completer.identity,
-                        self.params, self.evaluation, self.config.rollouts, round_)
+                        self.params, self.evaluation_of(step_index), self.config.rollouts, round_)
 
     # --- reading the store ------------------------------------------------------------------
 
@@ -174,15 +178,15 @@ class Labeller:
         wanted = pa.table({"problem_id": pa.array([p for p, _ in prefixes], pa.string()),
                            "prefix_hash": pa.array([h for _, h in prefixes], pa.string())})
         rows = self.store.query(internal_sql("prefix_measurements"), {
-            "completer": self.completer.identity, "params": self.params, "strategy": self.evaluation,
-            "budget": self.config.rollouts}, tables={"wanted": wanted}).rows
-        measured = {(problem, prefix, round_): (n, k) for problem, prefix, round_, n, k in rows}
+            "completer": self.completer.identity, "params": self.params, "budget": self.config.rollouts},
+            tables={"wanted": wanted}).rows
+        measured = {(problem, prefix, evaluation, round_): (n, k) for problem, prefix, evaluation, round_, n, k in rows}
         states = {}
         for s in solutions:
             state = SolutionState(s.num_steps, s.correct)
             for i in range(0, s.num_steps):
                 round_ = 0
-                while (key := (s.problem["problem_id"], s.prefix_hash(i), round_)) in measured:
+                while (key := (s.problem["problem_id"], s.prefix_hash(i), self.evaluation_of(i), round_)) in measured:
                     state.observe(i, *measured[key])
                     round_ += 1
             states[s.solution_id] = state
@@ -238,7 +242,7 @@ class Labeller:
             unit_rows.append({
                 "unit_id": u.unit_id, "problem_id": u.problem["problem_id"],
                 "prefix_hash": u.solution.prefix_hash(u.step_index), "completer_model": self.completer.identity,
-                "params": self.params, "strategy": self.evaluation, "budget": self.config.rollouts,
+                "params": self.params, "strategy": self.evaluation_of(u.step_index), "budget": self.config.rollouts,
                 "solution_id": u.solution.solution_id, "step_index": u.step_index, "round": u.round, "n": u.n,
                 "run_id": self.run_id,
             })

@@ -1,0 +1,142 @@
+"""Every labelling strategy on the real engine and a real DuckDB file: the same stored solutions
+labelled under each strategy (each in its own copy of the store), then checked against what is
+stored: the doctor's checks, each strategy's own rules read from the raw units, and the stored
+labels against the labels the stored rollouts imply."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tasks.config import DatasetSettings, LabelConfig, SamplingSettings
+from tasks.doctor import check_store
+from tasks.labelling.labeller import label_solutions
+from tasks.labelling.strategies import SolutionState, early_stop_schedule, infer_labels
+from tasks.store import Store
+
+pytestmark = pytest.mark.engine
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory, _engines_closed_at_exit):
+    """3 arith problems x 3 sampled solutions, stored once for every strategy."""
+    from tasks.completers import get_completer
+    from tasks.config import ModelSettings
+    from tasks.generation import generate_solutions
+    from tasks.ingest import ingest_problems
+
+    db = tmp_path_factory.mktemp("strategies") / "solved.duckdb"
+    config = LabelConfig(db=db, dataset=DatasetSettings(name="arith", limit=3), solutions=3, rollouts=N,
+                         generation=SamplingSettings(temperature=0.9, max_tokens=96),
+                         rollout=SamplingSettings(temperature=0.9, max_tokens=32))
+    with Store(db) as store:
+        ids = ingest_problems(store, config.dataset).problem_ids
+        generate_solutions(store, ids, config, "gen", get_completer(ModelSettings()))
+        store.query("CHECKPOINT")
+    return config, ids
+
+
+def labelled_copy(solved, tmp_path, strategy: str):
+    config, ids = solved
+    db = tmp_path / f"{strategy}.duckdb"
+    with Store(config.db) as store:
+        store.backup(db)
+    from tasks.completers import get_completer
+
+    config = config.model_copy(update={"db": db, "strategy": strategy})
+    with Store(db) as store:
+        summary = label_solutions(store, ids, config, f"run-{strategy}", get_completer(config.completer_settings))
+    assert [c.name for c in check_store(db) if not c.ok] == []
+    return db, summary
+
+
+def replayed_labels(store: Store, evaluation: str) -> dict[str, tuple[list, list]]:
+    """Each solution's labels as implied by the raw rollouts stored before it finished (a prefix
+    it shares may be measured later, for another solution; the view then shows that measurement)."""
+    solutions = store.query("SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, l.created_at FROM solutions s "
+                            "JOIN labelled_solutions l USING (solution_id)").rows
+    out = {}
+    for sid, problem, steps, correct, finished in solutions:
+        state = SolutionState(steps, correct)
+        hashes = dict(store.query("SELECT step_index, prefix_hash FROM steps WHERE solution_id = ?", [sid]).rows)
+        for i in range(1, steps):
+            rounds = store.query(
+                "SELECT u.round, count(*), count(*) FILTER (WHERE r.correct) FROM work_units u JOIN rollouts r "
+                "USING (unit_id) WHERE u.problem_id = ? AND u.prefix_hash = ? AND u.strategy = ? AND u.created_at <= ? "
+                "GROUP BY u.round ORDER BY u.round", [problem, hashes[i], evaluation, finished]).rows
+            for _, n, k in rounds:
+                state.observe(i, n, k)
+        out[sid] = infer_labels(state, N)
+    return out
+
+
+def assert_stored_labels_follow_from_the_rollouts(db, evaluation: str) -> None:
+    with Store(db, read_only=True) as store:
+        replay = replayed_labels(store, evaluation)
+        stored: dict[str, set] = {}
+        for sid, step, he, by in store.query("SELECT solution_id, step_index, he, implied_by_step FROM step_labels").rows:
+            stored.setdefault(sid, set()).add((step, he, by))
+        contradictions = dict(store.query("SELECT solution_id, contradictions FROM labelled_solutions").rows)
+        solutions = store.scalar("SELECT count(*) FROM solutions")
+    assert len(replay) == solutions  # every solution finished
+    for sid, (labels, found) in replay.items():
+        assert {(x.step_index, x.he, x.implied_by) for x in labels if x.source == "inferred"} == stored.get(sid, set())
+        assert contradictions[sid] == len(found)
+
+
+def test_naive_measures_every_prefix_with_the_full_budget(solved, tmp_path):
+    db, summary = labelled_copy(solved, tmp_path, "naive")
+    with Store(db, read_only=True) as store:
+        sources = store.query("SELECT source, min(n), max(n), count(*) FROM step_estimates GROUP BY 1 ORDER BY 1").rows
+        prefixes = store.scalar("SELECT count(DISTINCT (s.problem_id, st.prefix_hash)) FROM steps st "
+                                "JOIN solutions s USING (solution_id) WHERE st.step_index < s.num_steps")
+        assert store.scalar("SELECT count(*) FROM step_labels") == 0
+    assert dict((s, (lo, hi)) for s, lo, hi, _ in sources) == {"final": (1, 1), "measured": (N, N)}
+    assert summary.units_total == summary.units_labelled == prefixes and summary.rounds == 1
+
+
+def test_early_stop_rounds_follow_the_schedule_and_stop_at_the_first_correct_rollout(solved, tmp_path):
+    db, summary = labelled_copy(solved, tmp_path, "early_stop")
+    schedule = early_stop_schedule(N)
+    with Store(db, read_only=True) as store:
+        rounds = store.query(
+            "SELECT u.problem_id, u.prefix_hash, u.round, u.n, count(*) FILTER (WHERE r.correct) FROM work_units u "
+            "JOIN rollouts r USING (unit_id) GROUP BY ALL ORDER BY 1, 2, 3").rows
+        early = store.scalar("SELECT count(*) FROM step_estimates WHERE early_stopped")
+    by_prefix: dict[tuple, list] = {}
+    for problem, prefix, round_, n, k in rounds:
+        by_prefix.setdefault((problem, prefix), []).append((round_, n, k))
+    for evaluated in by_prefix.values():
+        assert [r for r, _, _ in evaluated] == list(range(len(evaluated)))
+        assert [n for _, n, _ in evaluated] == list(schedule[:len(evaluated)])
+        assert all(k == 0 for _, _, k in evaluated[:-1])  # no round after a correct rollout
+        assert evaluated[-1][2] > 0 or sum(n for _, n, _ in evaluated) == N  # stopped: correct, or budget spent
+    stopped = sum(1 for e in by_prefix.values() if e[-1][2] > 0 and sum(n for _, n, _ in e) < N)
+    assert early >= stopped  # every early stop is flagged (shared prefixes count once per solution)
+    assert_stored_labels_follow_from_the_rollouts(db, "early_stop")
+
+
+@pytest.mark.parametrize("strategy", ["binary_search", "binary_search+early_stop+root"])
+def test_binary_search_evaluates_log_many_prefixes_and_infers_the_rest(solved, tmp_path, strategy):
+    db, summary = labelled_copy(solved, tmp_path, strategy)
+    evaluation = "early_stop" if "early_stop" in strategy else "math_shepherd"
+    with Store(db, read_only=True) as store:
+        own = store.query(
+            "SELECT s.solution_id, s.num_steps, s.correct, count(DISTINCT u.step_index) FILTER (WHERE u.step_index > 0) "
+            "FROM solutions s LEFT JOIN work_units u USING (solution_id) GROUP BY ALL").rows
+        roots = store.query("SELECT problem_id, n, round FROM work_units WHERE step_index = 0").rows
+        problems = store.scalar("SELECT count(*) FROM problems")
+        inferred = store.scalar("SELECT count(*) FROM step_estimates WHERE source = 'inferred'")
+    for _, steps, correct, evaluated in own:
+        # Prefixes this solution asked for (shared ones may be stored under another solution's name).
+        assert evaluated == 0 if correct else evaluated <= math.ceil(math.log2(steps))
+    if strategy.endswith("+root"):
+        assert len({p for p, _, _ in roots}) == problems  # one root evaluation per problem
+        assert {(n, round_) for _, n, round_ in roots} == {(N, 0)}  # the bare question gets the full budget
+    else:
+        assert roots == []
+    assert summary.inferred_steps > 0 and inferred > 0
+    assert_stored_labels_follow_from_the_rollouts(db, evaluation)
