@@ -62,7 +62,7 @@ StepFormatOption = Annotated[Optional[str], typer.Option(
     "--step-format", help="line | paragraph | marker: how solutions split into steps (default line)")]
 StrategyOption = Annotated[Optional[str], typer.Option(
     "--strategy", help=f"labelling strategy: naive | early_stop | binary_search | binary_search+early_stop, each "
-    f"optionally +root (default {_D.strategy}; see docs/OPERATIONS.md)")]
+    f"optionally +root (default {_D.strategy}; see README, Labelling strategies)")]
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", help="JSON file with this command's configuration (tasks/config.py); flags override it")]
 # Options of the commands that run a factory configuration (factory, retrain).

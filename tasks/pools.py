@@ -2,8 +2,10 @@
 
 A generated pool is identified by (dataset, split, generator, sampling, N_max); its problems are
 the evaluation slice's problems, added as evaluations ask for them, so a larger ``--limit``
-extends the pool instead of resampling it. Each problem's N_max candidates are stored in one
-transaction: a killed evaluation resumes with the problems it had not finished.
+extends the pool instead of resampling it. Problems are sampled through the factory's shared
+work queue (``tasks/leases.py``): claimed in batches, each batch's candidates stored in one
+transaction, so a killed evaluation resumes with the problems it had not finished and two
+evaluations filling one pool split its problems.
 
 External pools (``prmf eval --pool FILE``) are imported into the same tables, keyed by the file's
 bytes: bad lines are reported (file:line: reason) and skipped, the rest are evaluated.
@@ -23,12 +25,14 @@ from tasks.evaluation import PoolLineError, PoolProblem, load_pool
 from tasks.generation import prompt_style
 from tasks.grading import Grader, extract_answer, parse_number
 from tasks.ingest import ingest_problems
+from tasks.leases import process_claimed
 from tasks.models import resolve_model
 from tasks.progress import progress
 from tasks.steps import StepFormat, build_messages, split_steps
 from tasks.store import Store, StoreError, content_key, internal_sql, to_json
 
 PROBLEMS_PER_CALL = 16
+POOL_LEASE_S = 120.0  # as LabelConfig.lease_s: renewed every 40 s while the sampler lives
 FILE_SCORES = "file"  # eval_scores.model_id of scores given in an external pool file
 
 
@@ -83,28 +87,36 @@ def ensure_generated_pool(store: Store, settings: DatasetSettings, config: EvalC
 
 def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: EvalConfig, run_id: str,
             completer: Completer) -> None:
+    """Sample the problems' candidates through the shared work queue (``tasks/leases.py``): two
+    evaluations filling one pool split the problems instead of both sampling them."""
+    keyed = {content_key(pool_id, p["problem_id"]): p for p in problems}
+
+    def stored(keys: Sequence[str]) -> set[str]:
+        done = {r[0] for r in store.query(internal_sql("pool_problems"), {"pool_id": pool_id}).rows}
+        return {k for k in keys if keyed[k]["problem_id"] in done}
+
+    def compute(keys: list[str]) -> list[dict[str, Any]]:
+        batch = [keyed[k] for k in keys]
+        prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
+                   for p in batch]
+        outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling)
+        samples = [(p, i, c, extract_answer(c.text)) for p, group in zip(batch, outputs) for i, c in enumerate(group)]
+        grades = grader.grade([(answer, p["gold_answer"], p["answer_kind"]) for p, _, _, answer in samples])
+        return [{
+            "pool_id": pool_id, "problem_id": p["problem_id"], "candidate_index": i, "question": p["question"],
+            "gold_answer": p["gold_answer"], "text": c.text, "steps": to_json(candidate_steps(c.text, config.step_format)),
+            "final_answer": answer, "correct": g.correct, "grade_status": g.status, "num_tokens": c.num_tokens,
+            "run_id": run_id,
+        } for (p, i, c, answer), g in zip(samples, grades)]
+
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
         f"pool {problems[0]['dataset']}: sampling {config.n_max} candidates", len(problems)
     ) as advance:
-        for start in range(0, len(problems), PROBLEMS_PER_CALL):
-            batch = problems[start : start + PROBLEMS_PER_CALL]
-            with store.released():  # the engine works with the file free for other runners
-                prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
-                           for p in batch]
-                outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling)
-                samples = [(p, i, c, extract_answer(c.text)) for p, group in zip(batch, outputs)
-                           for i, c in enumerate(group)]
-                grades = grader.grade([(answer, p["gold_answer"], p["answer_kind"]) for p, _, _, answer in samples])
-            rows = [{
-                "pool_id": pool_id, "problem_id": p["problem_id"], "candidate_index": i, "question": p["question"],
-                "gold_answer": p["gold_answer"], "text": c.text,
-                "steps": to_json(candidate_steps(c.text, config.step_format)),
-                "final_answer": answer, "correct": g.correct, "grade_status": g.status, "num_tokens": c.num_tokens,
-                "run_id": run_id,
-            } for (p, i, c, answer), g in zip(samples, grades)]
-            with store.transaction():  # a problem's candidates are stored whole or not at all
-                store.insert_rows("eval_candidates", rows)
-            advance(len(batch))
+        process_claimed(
+            store, "pool", list(keyed), run_id, PROBLEMS_PER_CALL, POOL_LEASE_S, stored=stored, compute=compute,
+            commit=lambda keys, rows: store.insert_rows("eval_candidates", rows),  # a problem's candidates: whole or none
+            on_stored_elsewhere=advance, after_commit=lambda keys, rows: advance(len(keys)),
+        )
 
 
 def import_external_pool(store: Store, path: Path, config: EvalConfig, run_id: str) -> Pool:
