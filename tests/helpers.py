@@ -155,3 +155,35 @@ def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: s
                                                 "answer": None, "correct": correct and j % 2 == 0,
                                                 "grade_status": "ok", "num_tokens": 1, "run_id": "seed"}
                                                for j in range(rollouts)])
+
+
+def replay_strategy(store: Store, strategy_name: str, budget: int) -> set[tuple[str, str, str, int]]:
+    """Replay a labelling strategy against the stored rollouts, solution by solution: ask it for
+    its requests, answer each from the stored units (which must exist), until it is done. Returns
+    the units an uninterrupted run that drew these rollouts would have stored, as (problem,
+    prefix_hash, evaluation, round): a run that was killed and rerun must have stored exactly these."""
+    from tasks.labelling.labeller import ROOT_PREFIX_HASH, evaluation_name
+    from tasks.labelling.strategies import ROOT, SolutionState, strategy
+
+    chosen = strategy(strategy_name, budget)
+    measured = {(p, h, e, r): (n, k) for p, h, e, r, n, k in store.query(
+        "SELECT u.problem_id, u.prefix_hash, u.strategy, u.round, count(*), count(*) FILTER (WHERE r.correct) "
+        "FROM work_units u JOIN rollouts r USING (unit_id) GROUP BY ALL").rows}
+    requested = set()
+    for sid, problem, steps, correct in store.query("SELECT solution_id, problem_id, num_steps, correct FROM solutions").rows:
+        hashes = dict(store.query("SELECT step_index, prefix_hash FROM steps WHERE solution_id = ?", [sid]).rows)
+        state = SolutionState(steps, correct)
+        while wanted := chosen.requests(state):
+            for r in wanted:
+                evaluation = "math_shepherd" if r.step_index == ROOT else evaluation_name(strategy_name)
+                key = (problem, ROOT_PREFIX_HASH if r.step_index == ROOT else hashes[r.step_index], evaluation, r.round)
+                assert key in measured, f"solution {sid}: the strategy asks for {r}, which is not stored"
+                n, k = measured[key]
+                assert n == r.n, f"solution {sid}: {r} stored with {n} rollouts"
+                state.observe(r.step_index, n, k)
+                requested.add(key)
+    return requested
+
+
+def stored_units(store: Store) -> set[tuple[str, str, str, int]]:
+    return set(store.query("SELECT problem_id, prefix_hash, strategy, round FROM work_units").rows)

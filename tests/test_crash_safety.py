@@ -130,6 +130,34 @@ def test_sigkill_at_any_point_then_rerun_completes_exactly(tmp_path):
         assert store.scalar("SELECT count(*) FROM generations") == 4  # generation was never redone
 
 
+def test_sigkill_mid_strategy_then_rerun_stores_exactly_what_the_strategy_asks(tmp_path):
+    """binary_search+early_stop, killed after its second stored batch (one prefix per batch, so
+    mid-round and mid-bisection), then rerun: every solution finishes, the units stored are
+    exactly those an uninterrupted run that drew the same rollouts would have stored (the
+    strategy replayed against them), and the doctor's checks pass."""
+    from tasks.doctor import check_store
+    from tests.helpers import replay_strategy, stored_units
+
+    db = tmp_path / "strategy.duckdb"
+    command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "3", "--solutions", "2",
+               "--rollouts", str(N), "--strategy", "binary_search+early_stop", "--batch-prefixes", "1",
+               "--max-tokens", "64", "--rollout-max-tokens", "24"]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": "label-batch-stored:2"}
+    killed = subprocess.run(command + ["--db", str(db)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    with Store(db) as store:
+        assert store.scalar("SELECT count(*) FROM work_units") == 2
+    rerun = subprocess.run(command + ["--db", str(db)], env={**env, "PRMF_FAULT": ""}, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [c.name for c in check_store(db) if not c.ok] == []
+    with Store(db, read_only=True) as store:
+        assert replay_strategy(store, "binary_search+early_stop", N) == stored_units(store)
+        assert store.scalar("SELECT count(*) FROM labelled_solutions") == store.scalar("SELECT count(*) FROM solutions")
+        assert store.scalar("SELECT count(*) FROM step_labels") > 0
+
+
 def test_training_killed_midway_registers_nothing_and_a_rerun_completes(tmp_path):
     """SIGKILL during `prmf train`: no model is registered, no checkpoint is left in place (only
     a staging folder), and the same command then trains and registers one model and removes the

@@ -53,7 +53,7 @@ def test_retrains_once_the_threshold_is_reached_and_decides_on_validation(engine
     shown = asyncio.run(artifacts(first["run_id"]))
     assert {"label-stats", "store-guide"} <= set(shown)
     assert "arith" in str(shown["label-stats"]) and str(db_path.resolve()) in shown["store-guide"]
-    assert shown["progress-step-prefixes"] == 100.0 and shown["progress-solutions"] == 100.0
+    assert shown["progress-labelled-solutions"] == 100.0 and shown["progress-solutions"] == 100.0
 
     # Iteration 2: the cursor labels the next 4 problems; the threshold is what iteration 1 left: due.
     second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=4))

@@ -14,6 +14,7 @@ from tasks.doctor import check_store
 from tasks.labelling.labeller import label_solutions
 from tasks.labelling.strategies import SolutionState, early_stop_schedule, infer_labels
 from tasks.store import Store
+from tests.helpers import replay_strategy, stored_units
 
 pytestmark = pytest.mark.engine
 
@@ -50,6 +51,8 @@ def labelled_copy(solved, tmp_path, strategy: str):
     with Store(db) as store:
         summary = label_solutions(store, ids, config, f"run-{strategy}", get_completer(config.completer_settings))
     assert [c.name for c in check_store(db) if not c.ok] == []
+    with Store(db, read_only=True) as store:  # exactly the units the strategy asks for, given the rollouts
+        assert replay_strategy(store, strategy, N) == stored_units(store)
     return db, summary
 
 

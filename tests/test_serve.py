@@ -243,12 +243,12 @@ def test_ui_shows_the_flow_run_its_state_and_artifacts(served, below_threshold_r
             page.goto(f"{served.url}/runs/flow-run/{below_threshold_run['id']}")
             page.get_by_text(name).first.wait_for(timeout=60_000)
             page.get_by_text("Completed").first.wait_for(timeout=30_000)
-            for task_run in ("generate-arith-m2", "label-arith-n2", "growth-after-arith"):
+            for task_run in ("generate-arith-m2", "label-arith-naive-n2", "growth-after-arith"):
                 page.get_by_text(task_run).first.wait_for(timeout=30_000)
             page.screenshot(path=SCREENSHOTS / "ui-flow-run.png", full_page=True)
 
             page.get_by_text("Artifacts", exact=True).click()  # the run page's tab
-            for key in ("label-stats", "store-guide", "progress-step-prefixes"):
+            for key in ("label-stats", "store-guide", "progress-labelled-solutions"):
                 page.get_by_text(key).first.wait_for(timeout=30_000)
             page.screenshot(path=SCREENSHOTS / "ui-flow-run-artifacts.png", full_page=True)
 

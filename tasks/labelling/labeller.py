@@ -302,7 +302,7 @@ def label_solutions(
     open_ = {s.solution_id: s for s in solutions if s.solution_id not in finished}
     tally = _Tally()
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
-        f"solutions ({config.strategy})", len(open_)
+        "labelled solutions", len(open_)
     ) as advance:
         while open_:
             states = labeller.states(list(open_.values()))
