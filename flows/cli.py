@@ -894,7 +894,7 @@ def _bench_verifiers(kind: str, variants: str, model_config: Path | None, sample
 @bench_app.command("label")
 def bench_label(
     strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop",
-    problems: Annotated[int, typer.Option(help="arith train problems")] = 12,
+    problems: Annotated[int, typer.Option(help="arith train problems")] = 20,
     solutions: Annotated[int, typer.Option("--solutions", "-m", help="M solutions per problem")] = 4,
     rollouts: Annotated[int, typer.Option("--rollouts", "-n", help="N: the rollout budget per prefix")] = 8,
     rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default: the config's)")] = None,

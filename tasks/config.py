@@ -242,7 +242,8 @@ class LabelConfig(_Strict):
         "naive",
         description="labelling strategy: naive (N rollouts from every prefix) | early_stop (rounds 2, 2, 4, ... up to "
         "N, stopping at the first correct rollout) | binary_search (OmegaPRM's search for the first error; other "
-        "prefixes inferred) | binary_search+early_stop; any of them +root adds N rollouts from the bare question",
+        "prefixes inferred) | binary_search+early_stop; any of them +root adds N rollouts from the bare question, "
+        "+filter skips the step prefixes of problems whose M solutions are all correct or all wrong",
     )
     batch_prefixes: int = Field(64, ge=1, description="step prefixes per engine call (one transaction each)")
     lease_s: float = Field(

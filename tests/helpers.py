@@ -163,9 +163,13 @@ def replay_strategy(store: Store, strategy_name: str, budget: int) -> set[tuple[
     the units an uninterrupted run that drew these rollouts would have stored, as (problem,
     prefix_hash, evaluation, round): a run that was killed and rerun must have stored exactly these."""
     from tasks.labelling.labeller import ROOT_PREFIX_HASH, evaluation_name
-    from tasks.labelling.strategies import ROOT, SolutionState, strategy
+    from tasks.labelling.strategies import ROOT, SolutionState, parse_strategy, strategy
 
     chosen = strategy(strategy_name, budget)
+    filtered = set()
+    if "filter" in parse_strategy(strategy_name)[1]:
+        filtered = {p for p, in store.query("SELECT problem_id FROM solutions GROUP BY 1 "
+                                            "HAVING bool_and(correct) OR NOT bool_or(correct)").rows}
     measured = {(p, h, e, r): (n, k) for p, h, e, r, n, k in store.query(
         "SELECT u.problem_id, u.prefix_hash, u.strategy, u.round, count(*), count(*) FILTER (WHERE r.correct) "
         "FROM work_units u JOIN rollouts r USING (unit_id) GROUP BY ALL").rows}
@@ -173,7 +177,7 @@ def replay_strategy(store: Store, strategy_name: str, budget: int) -> set[tuple[
     for sid, problem, steps, correct in store.query("SELECT solution_id, problem_id, num_steps, correct FROM solutions").rows:
         hashes = dict(store.query("SELECT step_index, prefix_hash FROM steps WHERE solution_id = ?", [sid]).rows)
         state = SolutionState(steps, correct)
-        while wanted := chosen.requests(state):
+        while wanted := [r for r in chosen.requests(state) if problem not in filtered or r.step_index == ROOT]:
             for r in wanted:
                 evaluation = "math_shepherd" if r.step_index == ROOT else evaluation_name(strategy_name)
                 key = (problem, ROOT_PREFIX_HASH if r.step_index == ROOT else hashes[r.step_index], evaluation, r.round)

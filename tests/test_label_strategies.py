@@ -184,3 +184,17 @@ def test_unknown_strategy_names_and_budgets_are_refused():
         strategy("naive", 0)
     with pytest.raises(ValueError, match="not a non-final prefix"):
         SolutionState(3, correct=False).observe(3, 1, 0)
+
+
+def test_filter_names_problems_whose_solutions_are_all_correct_or_all_wrong():
+    from tasks.labelling.labeller import Solution, filter_reasons
+
+    def solution(problem: str, index: int, correct: bool) -> Solution:
+        return Solution(f"{problem}-{index}", {"problem_id": problem}, ("a", "b"), ("h1", "h2"), correct)
+
+    solutions = [solution("easy", 0, True), solution("easy", 1, True), solution("hard", 0, False),
+                 solution("mixed", 0, True), solution("mixed", 1, False), solution("single", 0, False)]
+    assert filter_reasons(solutions) == {"easy": "all_correct", "hard": "all_wrong", "single": "all_wrong"}
+    assert strategy("binary_search+early_stop+root+filter", 4).name == "binary_search+early_stop+root+filter"
+    with pytest.raises(ValueError, match="repeats"):
+        strategy("naive+root+root", 4)

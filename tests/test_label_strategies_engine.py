@@ -143,3 +143,20 @@ def test_binary_search_evaluates_log_many_prefixes_and_infers_the_rest(solved, t
         assert roots == []
     assert summary.inferred_steps > 0 and inferred > 0
     assert_stored_labels_follow_from_the_rollouts(db, evaluation)
+
+
+def test_filter_skips_the_prefixes_of_all_correct_and_all_wrong_problems(solved, tmp_path):
+    db, _ = labelled_copy(solved, tmp_path, "naive+filter")
+    with Store(db, read_only=True) as store:
+        problems = store.query("SELECT problem_id, bool_and(correct), bool_or(correct) FROM solutions GROUP BY 1").rows
+        with_units = {p for (p,) in store.query("SELECT DISTINCT problem_id FROM work_units").rows}
+        recorded = dict(store.query("SELECT s.problem_id, any_value(l.filtered) FROM labelled_solutions l "
+                                    "JOIN solutions s USING (solution_id) GROUP BY 1").rows)
+        inferred_good = store.query("SELECT DISTINCT s.problem_id FROM step_labels l JOIN solutions s USING (solution_id) "
+                                    "WHERE l.he AND l.implied_by_step = s.num_steps").rows
+    for problem, all_correct, any_correct in problems:
+        reason = "all_correct" if all_correct else None if any_correct else "all_wrong"
+        assert recorded[problem] == reason
+        assert (problem in with_units) == (reason is None)
+    # All-correct problems' steps are inferred from their final answers; nothing else infers under naive.
+    assert {p for (p,) in inferred_good} == {p for p, all_correct, _ in problems if all_correct}

@@ -63,6 +63,7 @@ CREATE TABLE labelled_solutions (
     inferred_steps  INTEGER NOT NULL,
     open_steps      INTEGER NOT NULL,          -- unlabelled (a contradiction spans them)
     contradictions  INTEGER NOT NULL,
+    filtered        VARCHAR,                   -- +filter skipped its prefixes: all_correct | all_wrong (its problem's M solutions)
     run_id          VARCHAR NOT NULL,
     created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (solution_id, label_key)

@@ -36,7 +36,7 @@ from tasks.faults import checkpoint
 from tasks.generation import prompt_style
 from tasks.grading import Grader, extract_answer
 from tasks.labelling.strategies import (
-    ROOT, LabelStrategy, RolloutRequest, SolutionState, StepLabel, infer_labels, strategy,
+    ROOT, LabelStrategy, RolloutRequest, SolutionState, StepLabel, infer_labels, parse_strategy, strategy,
 )
 from tasks.leases import process_claimed
 from tasks.models import resolve_model
@@ -84,6 +84,15 @@ class Solution:
         return "" if step_index == ROOT else prefix_text(list(self.texts), step_index, self.step_format)
 
 
+def filter_reasons(solutions: list[Solution]) -> dict[str, str]:
+    """``+filter``: problem -> why its step prefixes get no rollouts: all its solutions are
+    correct (``all_correct``) or all wrong (``all_wrong``)."""
+    outcomes: dict[str, set[bool]] = {}
+    for s in solutions:
+        outcomes.setdefault(s.problem["problem_id"], set()).add(s.correct)
+    return {p: "all_correct" if seen == {True} else "all_wrong" for p, seen in outcomes.items() if len(seen) == 1}
+
+
 @dataclass(frozen=True)
 class WorkUnit:
     unit_id: str
@@ -99,7 +108,7 @@ class WorkUnit:
 
 @dataclass(frozen=True)
 class LabelSummary:
-    units_total: int  # units the strategy asked for (all rounds), stored before or now
+    units_total: int  # units of these solutions' evaluation: stored before, plus those asked for now
     units_done_before: int  # already stored when the call started
     units_labelled: int  # computed and stored by this call
     units_by_other_runs: int  # stored meanwhile by another runner sharing the store
@@ -143,6 +152,7 @@ class Labeller:
         self.params = config.rollout.key()
         self.evaluation = evaluation_name(config.strategy)
         self.label_key = label_key(completer.identity, self.params, config.strategy, config.rollouts)
+        self.filter = "filter" in parse_strategy(config.strategy)[1]
 
     def evaluation_of(self, step_index: int) -> str:
         # The bare question always gets the full budget: its solve rate, not a first-error search.
@@ -172,15 +182,23 @@ class Labeller:
                                 tables={"wanted": wanted}).rows
         return {r[0] for r in rows}
 
-    def states(self, solutions: list[Solution]) -> dict[str, SolutionState]:
-        """Each solution's measurements so far, replayed from the stored units of this evaluation."""
+    def stored_units(self, solutions: list[Solution]) -> int:
+        """Units of this evaluation already stored for these solutions' prefixes."""
+        return len(self._measurements(solutions))
+
+    def _measurements(self, solutions: list[Solution]) -> dict[tuple[str, str, str, int], tuple[int, int]]:
         prefixes = {(s.problem["problem_id"], s.prefix_hash(i)) for s in solutions for i in range(0, s.num_steps)}
         wanted = pa.table({"problem_id": pa.array([p for p, _ in prefixes], pa.string()),
                            "prefix_hash": pa.array([h for _, h in prefixes], pa.string())})
         rows = self.store.query(internal_sql("prefix_measurements"), {
             "completer": self.completer.identity, "params": self.params, "budget": self.config.rollouts},
             tables={"wanted": wanted}).rows
-        measured = {(problem, prefix, evaluation, round_): (n, k) for problem, prefix, evaluation, round_, n, k in rows}
+        return {(problem, prefix, evaluation, round_): (n, k) for problem, prefix, evaluation, round_, n, k in rows
+                if evaluation == self.evaluation_of(ROOT if prefix == ROOT_PREFIX_HASH else 1)}
+
+    def states(self, solutions: list[Solution]) -> dict[str, SolutionState]:
+        """Each solution's measurements so far, replayed from the stored units of this evaluation."""
+        measured = self._measurements(solutions)
         states = {}
         for s in solutions:
             state = SolutionState(s.num_steps, s.correct)
@@ -191,6 +209,15 @@ class Labeller:
                     round_ += 1
             states[s.solution_id] = state
         return states
+
+    def filtered(self, solutions: list[Solution]) -> dict[str, str]:
+        return filter_reasons(solutions) if self.filter else {}
+
+    def requests(self, solution: Solution, state: SolutionState, filtered: dict[str, str]) -> list[RolloutRequest]:
+        wanted = self.strategy.requests(state)
+        if solution.problem["problem_id"] in filtered:
+            return [r for r in wanted if r.step_index == ROOT]
+        return wanted
 
     # --- one round --------------------------------------------------------------------------
 
@@ -258,7 +285,7 @@ class Labeller:
 
     # --- finished solutions -----------------------------------------------------------------
 
-    def record_labels(self, done: list[tuple[Solution, SolutionState]]) -> tuple[int, int]:
+    def record_labels(self, done: list[tuple[Solution, SolutionState]], filtered: dict[str, str]) -> tuple[int, int]:
         """Store finished solutions' inferred labels, contradictions and completion markers."""
         labels, contradictions, markers = [], [], []
         common = {"label_key": self.label_key, "strategy": self.config.strategy, "run_id": self.run_id}
@@ -272,7 +299,8 @@ class Labeller:
                 "solution_id": solution.solution_id, "completer_model": self.completer.identity,
                 "params": self.params, "budget": self.config.rollouts,
                 "measured_steps": sum(s.source == "measured" for s in steps), "inferred_steps": len(inferred),
-                "open_steps": sum(s.source == "open" for s in steps), "contradictions": len(found), **common,
+                "open_steps": sum(s.source == "open" for s in steps), "contradictions": len(found),
+                "filtered": filtered.get(solution.problem["problem_id"]), **common,
             })
         with self.store.transaction():
             self.store.insert_rows("step_labels", labels)
@@ -300,16 +328,17 @@ def label_solutions(
     solutions = labeller.solutions(problem_ids)
     finished = labeller.finished(solutions)
     open_ = {s.solution_id: s for s in solutions if s.solution_id not in finished}
-    tally = _Tally()
+    filtered = labeller.filtered(solutions)
+    tally = _Tally(before=labeller.stored_units(solutions))
     with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
         "labelled solutions", len(open_)
     ) as advance:
         while open_:
             states = labeller.states(list(open_.values()))
-            requests = {sid: labeller.strategy.requests(states[sid]) for sid in open_}
+            requests = {sid: labeller.requests(open_[sid], states[sid], filtered) for sid in open_}
             done = [(open_[sid], states[sid]) for sid, wanted in requests.items() if not wanted]
             if done:
-                inferred, contradictions = labeller.record_labels(done)
+                inferred, contradictions = labeller.record_labels(done, filtered)
                 tally.solutions += len(done)
                 tally.inferred += inferred
                 tally.contradictions += contradictions
@@ -321,10 +350,10 @@ def label_solutions(
                 continue
             tally.rounds += 1
             tally.total.update(units)
-            stored = store.existing_keys("work_units", "unit_id", list(units))
-            tally.before += len(stored)
+            stored = store.existing_keys("work_units", "unit_id", list(units))  # by a concurrent run since
+            tally.elsewhere += len(stored)
             _compute_units(store, labeller, grader, [k for k in units if k not in stored], units, tally)
-    return LabelSummary(len(tally.total), tally.before, tally.labelled, tally.elsewhere, tally.recomputed,
+    return LabelSummary(tally.before + len(tally.total), tally.before, tally.labelled, tally.elsewhere, tally.recomputed,
                         tally.rollouts, tally.tokens, tally.engine_seconds, tally.solutions, tally.rounds,
                         tally.inferred, tally.contradictions)
 

@@ -32,6 +32,10 @@ Strategies (names for the registry, composable with ``+``):
   each bisected prefix with early-stop rounds.
 - ``+root`` (with any of the above): N rollouts from the bare question (step 0), the problem's
   solve rate, which process advantages need.
+- ``+filter`` (with any of the above): a problem whose M solutions are all correct, or all
+  wrong, carries little step-level signal; its step prefixes get no rollouts (root rollouts
+  still do). An all-correct problem's steps are then inferred HE = 1 from the final answers; an
+  all-wrong problem's stay unlabelled. The labeller records which filter applied.
 """
 
 from __future__ import annotations
@@ -238,15 +242,28 @@ class WithRoot:
 
 
 STRATEGY_NAMES = ("naive", "early_stop", "binary_search", "binary_search+early_stop")
+MODIFIERS = ("root", "filter")
+
+
+def parse_strategy(name: str) -> tuple[str, frozenset[str]]:
+    """``binary_search+early_stop+root+filter`` -> ("binary_search+early_stop", {"root", "filter"})."""
+    parts = name.split("+")
+    modifiers = []
+    while parts and parts[-1] in MODIFIERS:
+        modifiers.append(parts.pop())
+    if len(set(modifiers)) < len(modifiers):
+        raise ValueError(f"labelling strategy {name!r} repeats a modifier")
+    return "+".join(parts), frozenset(modifiers)
 
 
 def strategy(name: str, n: int) -> LabelStrategy:
-    """The strategy registered under ``name`` (optionally ``+root``) with a budget of ``n`` rollouts per prefix."""
+    """The strategy registered under ``name`` (optionally ``+root``, ``+filter``) with a budget of
+    ``n`` rollouts per prefix. ``+filter`` is applied per problem by the labeller (it needs every
+    solution of a problem); here it only has to be a known modifier."""
     if n < 1:
         raise ValueError(f"the rollout budget must be at least 1, got {n}")
-    parts = name.split("+")
-    root = parts[-1] == "root"
-    base = "+".join(parts[:-1] if root else parts)
+    base, modifiers = parse_strategy(name)
+    root = "root" in modifiers
     built: LabelStrategy
     if base == "naive":
         built = EveryPrefix(base, FullBudget(n))
@@ -257,6 +274,7 @@ def strategy(name: str, n: int) -> LabelStrategy:
     elif base == "binary_search+early_stop":
         built = BinarySearch(base, EarlyStop(n))
     else:
-        raise ValueError(f"unknown labelling strategy {name!r}; known: {', '.join(STRATEGY_NAMES)} (each may end in +root)")
+        raise ValueError(f"unknown labelling strategy {name!r}; known: {', '.join(STRATEGY_NAMES)} "
+                         "(each may end in +root and/or +filter)")
     return WithRoot(name, built, FullBudget(n)) if root else built
 
