@@ -894,7 +894,9 @@ def _bench_verifiers(kind: str, variants: str, model_config: Path | None, sample
 @bench_app.command("label")
 def bench_label(
     strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop",
-    problems: Annotated[int, typer.Option(help="arith train problems")] = 20,
+    dataset: Annotated[str, typer.Option(help="dataset whose problems are labelled (gold agreement needs arith)")] = "arith",
+    split: Annotated[Optional[str], typer.Option(help="dataset split (default: train where there is one)")] = None,
+    problems: Annotated[int, typer.Option(help="problems")] = 20,
     solutions: Annotated[int, typer.Option("--solutions", "-m", help="M solutions per problem")] = 4,
     rollouts: Annotated[int, typer.Option("--rollouts", "-n", help="N: the rollout budget per prefix")] = 8,
     rollout_max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per rollout (default: the config's)")] = None,
@@ -906,7 +908,8 @@ def bench_label(
     from tasks import bench_label as bench
 
     config = _config(LabelConfig, config_file, {
-        "dataset.name": "arith", "dataset.split": "train", "dataset.limit": problems, "dataset.select": "first",
+        "dataset.name": dataset, "dataset.split": split or ("train" if dataset in ("arith", "gsm8k", "math") else None),
+        "dataset.limit": problems, "dataset.select": "first",
         "solutions": solutions, "rollouts": rollouts, "rollout.max_tokens": rollout_max_tokens,
     }, None, False)
     try:
@@ -920,7 +923,7 @@ def bench_label(
         close_completers()
     bench.write_json(report, out)
     columns, rows = bench.table_rows(report)
-    _print_rows(columns, rows, title=f"prmf bench label: {report['config']['problems']} arith problems x "
+    _print_rows(columns, rows, title=f"prmf bench label: {report['config']['problems']} {dataset} problems x "
                 f"{solutions} solutions, N = {rollouts}")
     raw = report["raw_engine"]
     console.print(f"raw engine, naive's {raw['prompts']} prompts x n={raw['n']} in one call: "
