@@ -348,6 +348,13 @@ def label_solutions(
             units = {u.unit_id: u for u in labeller.units({sid: r for sid, r in requests.items() if r}, open_)}
             if not units:
                 continue
+            if repeated := [k for k in units if k in tally.total]:
+                # A stored unit is replayed as a measurement, so asking for it again means the store
+                # disagrees with itself (e.g. rollouts deleted by hand): stop instead of looping.
+                unit = units[repeated[0]]
+                raise StoreError(
+                    f"labelling asked twice for unit {unit.unit_id} (problem {unit.problem['problem_id']}, step "
+                    f"{unit.step_index}, round {unit.round}) although it was stored; run `prmf doctor`")
             tally.rounds += 1
             tally.total.update(units)
             stored = store.existing_keys("work_units", "unit_id", list(units))  # by a concurrent run since
