@@ -209,6 +209,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "prefixes_recomputed": "prefixes computed twice (lapsed lease)",
         "strategy": "labelling strategy", "label_rounds": "rollout rounds (this run)",
         "inferred_steps_now": "steps inferred (this run)", "contradictions_now": "contradictions found (this run)",
+        "reused_rollouts_now": "rollouts reused as solutions (this run)",
         "tokens_generated": "tokens generated (this run)", "tokens_per_s": "generated tokens/s (engine time)",
         "wall_seconds": "wall time (s)", "db": "database",
     }

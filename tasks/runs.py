@@ -137,6 +137,7 @@ def summarize_run(
         "label_rounds": labelled.rounds,
         "inferred_steps_now": labelled.inferred_steps,
         "contradictions_now": labelled.contradictions,
+        "reused_rollouts_now": labelled.reused_rollouts,
         "tokens_per_s": tokens / engine_seconds if engine_seconds else None,
         "wall_seconds": wall_seconds,
         "db": str(config.db),

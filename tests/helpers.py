@@ -168,15 +168,21 @@ def replay_strategy(store: Store, strategy_name: str, budget: int) -> set[tuple[
     chosen = strategy(strategy_name, budget)
     filtered = set()
     if "filter" in parse_strategy(strategy_name)[1]:
-        filtered = {p for p, in store.query("SELECT problem_id FROM solutions GROUP BY 1 "
-                                            "HAVING bool_and(correct) OR NOT bool_or(correct)").rows}
+        filtered = {p for p, in store.query("SELECT problem_id FROM solutions WHERE generator_model NOT LIKE 'rollouts:%' "
+                                            "GROUP BY 1 HAVING bool_and(correct) OR NOT bool_or(correct)").rows}
     measured = {(p, h, e, r): (n, k) for p, h, e, r, n, k in store.query(
         "SELECT u.problem_id, u.prefix_hash, u.strategy, u.round, count(*), count(*) FILTER (WHERE r.correct) "
         "FROM work_units u JOIN rollouts r USING (unit_id) GROUP BY ALL").rows}
     requested = set()
+    reused_from = dict(store.query("SELECT solution_id, any_value(parent_step) FROM reused_rollouts GROUP BY 1").rows)
     for sid, problem, steps, correct in store.query("SELECT solution_id, problem_id, num_steps, correct FROM solutions").rows:
         hashes = dict(store.query("SELECT step_index, prefix_hash FROM steps WHERE solution_id = ?", [sid]).rows)
         state = SolutionState(steps, correct)
+        if reused_from.get(sid):  # a reused rollout searches after its parent prefix, settled before it
+            parent = (problem, hashes[reused_from[sid]], evaluation_name(strategy_name))
+            state.observe(reused_from[sid], *(sum(x) for x in zip(*(
+                v for (p, h, e, _), v in measured.items() if (p, h, e) == parent))))
+            state.reused_from = reused_from[sid]
         while wanted := [r for r in chosen.requests(state) if problem not in filtered or r.step_index == ROOT]:
             for r in wanted:
                 evaluation = "math_shepherd" if r.step_index == ROOT else evaluation_name(strategy_name)

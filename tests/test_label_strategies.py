@@ -118,6 +118,30 @@ def test_a_correct_solution_needs_no_rollouts_under_binary_search():
     assert he(labels) == [True] * 4 and all(label.implied_by == 4 for label in labels[:3])
 
 
+def test_a_reused_rollout_is_searched_after_its_parent_prefix_only():
+    # A wrong rollout from prefix 3 of its parent became a 9-step solution; prefix 3 (shared with
+    # the parent) had a correct rollout. The search is (3, 9), not (0, 9): 6 -> 4 -> 5.
+    state = SolutionState(9, correct=False)
+    state.observe(3, N, 2)
+    state.reused_from = 3
+    truth = {i: [i < 5] * N for i in range(4, 9)}
+    made = run("binary_search", state, Outcomes(truth))
+    assert [r.step_index for r in made] == [6, 4, 5]
+    labels, _ = infer_labels(state, N)
+    assert he(labels) == [True] * 4 + [False] * 5
+    assert [labels[i].implied_by for i in (0, 1, 6, 7)] == [3, 3, 6, 6]  # the parent's prefix 3 proves 1..2
+
+
+def test_a_reused_rollout_from_a_prefix_with_no_correct_rollout_needs_nothing():
+    state = SolutionState(6, correct=False)
+    state.observe(2, N, 0)
+    state.reused_from = 2
+    assert run("binary_search", state, Outcomes({})) == []
+    labels, _ = infer_labels(state, N)
+    assert he(labels)[2:] == [False] * 4 and {labels[i].implied_by for i in range(2, 5)} == {2}
+    assert [label.source for label in labels[:2]] == ["open", "measured"]  # nothing implies step 1
+
+
 def test_binary_search_with_early_stop_rounds():
     truth = {i: ([False, True] + [False] * 6) if i < 5 else [False] * N for i in range(1, 8)}
     state = SolutionState(8, correct=False)

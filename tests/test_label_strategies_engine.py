@@ -40,14 +40,14 @@ def solved(tmp_path_factory, _engines_closed_at_exit):
     return config, ids
 
 
-def labelled_copy(solved, tmp_path, strategy: str):
+def labelled_copy(solved, tmp_path, strategy: str, **overrides):
     config, ids = solved
     db = tmp_path / f"{strategy}.duckdb"
     with Store(config.db) as store:
         store.backup(db)
     from tasks.completers import get_completer
 
-    config = config.model_copy(update={"db": db, "strategy": strategy})
+    config = config.model_copy(update={"db": db, "strategy": strategy, **overrides})
     with Store(db) as store:
         summary = label_solutions(store, ids, config, f"run-{strategy}", get_completer(config.completer_settings))
     assert [c.name for c in check_store(db) if not c.ok] == []
@@ -160,3 +160,55 @@ def test_filter_skips_the_prefixes_of_all_correct_and_all_wrong_problems(solved,
         assert (problem in with_units) == (reason is None)
     # All-correct problems' steps are inferred from their final answers; nothing else infers under naive.
     assert {p for (p,) in inferred_good} == {p for p, all_correct, _ in problems if all_correct}
+
+
+def test_reuse_turns_every_settled_rollout_into_a_labelled_solution(solved, tmp_path):
+    """binary_search+root+reuse: the solutions made from rollouts are exactly prefix + rollout for
+    every rollout of the generator solutions' prefixes and of the bare question (built here by
+    string concatenation), graded as the rollout was, with gold step labels; correct ones cost
+    nothing more, wrong ones from a prefix without a correct rollout cost nothing more, and the
+    rest are searched after their parent prefix only (a root rollout: from the question)."""
+    from tasks.labelling.labeller import ROOT_PREFIX_HASH
+    from tasks.steps import prefix_text
+
+    # Rollouts long enough to finish, so that some are correct and reused ones have steps to search.
+    db, summary = labelled_copy(solved, tmp_path, "binary_search+root+reuse",
+                                rollout=SamplingSettings(temperature=0.9, max_tokens=96))
+    with Store(db, read_only=True) as store:
+        def rollouts(problem, prefix_hash):
+            return store.query("SELECT r.text, r.correct FROM work_units u JOIN rollouts r USING (unit_id) "
+                               "WHERE u.problem_id = ? AND u.prefix_hash = ?", [problem, prefix_hash]).rows
+
+        expected = {}
+        for (problem,) in store.query("SELECT problem_id FROM problems").rows:
+            expected.update({(problem, text): correct for text, correct in rollouts(problem, ROOT_PREFIX_HASH)
+                             if text.strip()})
+        for sid, problem in store.query(
+                "SELECT solution_id, problem_id FROM solutions WHERE generator_model NOT LIKE 'rollouts:%'").rows:
+            steps = store.query("SELECT text, prefix_hash FROM steps WHERE solution_id = ? ORDER BY step_index", [sid]).rows
+            for i, (_, prefix_hash) in enumerate(steps[:-1], start=1):
+                expected.update({(problem, prefix_text([t for t, _ in steps], i) + text): correct
+                                 for text, correct in rollouts(problem, prefix_hash) if text.strip()})
+        reused = store.query("SELECT s.problem_id, s.text, s.correct, s.solution_id, rr.parent_step, s.num_steps "
+                             "FROM solutions s JOIN reused_rollouts rr USING (solution_id)").rows
+        asked = dict(store.query("SELECT solution_id, list(step_index) FROM work_units GROUP BY 1").rows)
+        parent_good = {sid: k > 0 for sid, k in store.query(
+            "SELECT rr.solution_id, count(*) FILTER (WHERE r.correct) FROM reused_rollouts rr "
+            "JOIN steps st ON st.solution_id = rr.solution_id AND st.step_index = rr.parent_step "
+            "JOIN work_units u ON u.problem_id = rr.problem_id AND u.prefix_hash = st.prefix_hash "
+            "JOIN rollouts r USING (unit_id) GROUP BY 1").rows}
+        missing_gold = store.scalar("SELECT count(*) FROM steps st JOIN reused_rollouts USING (solution_id) WHERE st.gold IS NULL")
+        markers = store.scalar("SELECT count(*) FROM labelled_solutions")
+        solutions = store.scalar("SELECT count(*) FROM solutions")
+    assert expected and {(p, t): c for p, t, c, *_ in reused} == expected
+    assert summary.reused_rollouts == len(reused) and markers == solutions and missing_gold == 0
+    searched = 0
+    for _, _, correct, sid, parent_step, steps in reused:
+        own = asked.get(sid, [])
+        if correct or (parent_step > 0 and not parent_good[sid]):
+            assert own == []
+        else:
+            assert all(i > parent_step for i in own) and len(own) <= math.ceil(math.log2(steps - parent_step))
+            searched += len(own) > 0
+    assert searched > 0
+    assert_stored_labels_follow_from_the_rollouts(db, "math_shepherd")

@@ -33,8 +33,8 @@ from tasks.completers import (
 )
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
-from tasks.generation import prompt_style
-from tasks.grading import Grader, extract_answer
+from tasks.generation import prompt_style, solution_rows
+from tasks.grading import Grader, GradeResult, extract_answer
 from tasks.labelling.strategies import (
     ROOT, LabelStrategy, RolloutRequest, SolutionState, StepLabel, infer_labels, parse_strategy, strategy,
 )
@@ -72,6 +72,13 @@ class Solution:
     prefix_hashes: tuple[str, ...]  # of prefixes 1..num_steps
     correct: bool
     step_format: StepFormat = "line"
+    # +reuse: the parent prefix length this rollout continued (None: sampled by the generator).
+    # Its own rollouts are not reused again.
+    reused_from: int | None = None
+
+    @property
+    def reused(self) -> bool:
+        return self.reused_from is not None
 
     @property
     def num_steps(self) -> int:
@@ -120,6 +127,7 @@ class LabelSummary:
     rounds: int = 0
     inferred_steps: int = 0
     contradictions: int = 0
+    reused_rollouts: int = 0  # rollouts made solutions by +reuse in this call
 
     @classmethod
     def nothing(cls) -> "LabelSummary":
@@ -141,6 +149,7 @@ class _Tally:
     rounds: int = 0
     inferred: int = 0
     contradictions: int = 0
+    reused: int = 0
 
 
 class Labeller:
@@ -152,7 +161,9 @@ class Labeller:
         self.params = config.rollout.key()
         self.evaluation = evaluation_name(config.strategy)
         self.label_key = label_key(completer.identity, self.params, config.strategy, config.rollouts)
-        self.filter = "filter" in parse_strategy(config.strategy)[1]
+        modifiers = parse_strategy(config.strategy)[1]
+        self.filter = "filter" in modifiers
+        self.reuse = "reuse" in modifiers
 
     def evaluation_of(self, step_index: int) -> str:
         # The bare question always gets the full budget: its solve rate, not a first-error search.
@@ -165,14 +176,25 @@ class Labeller:
     # --- reading the store ------------------------------------------------------------------
 
     def solutions(self, problem_ids: list[str]) -> list[Solution]:
+        """The generator's solutions of these problems."""
         generator = resolve_model(self.config.generator.model).identity
+        return self._solutions(problem_ids, self.store.solution_steps(problem_ids, generator))
+
+    def reused_solutions(self, problem_ids: list[str]) -> list[Solution]:
+        """The solutions this labelling made from rollouts (``+reuse``) for these problems."""
+        rows = self.store.query(internal_sql("reused_solution_steps"), {"label_key": self.label_key},
+                                tables={"ids": pa.table({"problem_id": pa.array(problem_ids, pa.string())})})
+        return self._solutions(problem_ids, rows.as_dicts())
+
+    def _solutions(self, problem_ids: list[str], step_rows: list[dict[str, Any]]) -> list[Solution]:
         problems = {p["problem_id"]: p for p in self.store.problems_by_id(problem_ids)}
         by_solution: dict[str, list[dict[str, Any]]] = {}
-        for row in self.store.solution_steps(problem_ids, generator):
+        for row in step_rows:
             by_solution.setdefault(row["solution_id"], []).append(row)
         return [
             Solution(sid, problems[steps[0]["problem_id"]], tuple(s["text"] for s in steps),
-                     tuple(s["prefix_hash"] for s in steps), bool(steps[0]["correct"]), steps[0]["step_format"])
+                     tuple(s["prefix_hash"] for s in steps), bool(steps[0]["correct"]), steps[0]["step_format"],
+                     steps[0].get("parent_step"))
             for sid, steps in by_solution.items()
         ]
 
@@ -207,6 +229,8 @@ class Labeller:
                 while (key := (s.problem["problem_id"], s.prefix_hash(i), self.evaluation_of(i), round_)) in measured:
                     state.observe(i, *measured[key])
                     round_ += 1
+            if s.reused_from and s.reused_from in state.measured:  # else its text split otherwise than its parent's
+                state.reused_from = s.reused_from
             states[s.solution_id] = state
         return states
 
@@ -285,8 +309,10 @@ class Labeller:
 
     # --- finished solutions -----------------------------------------------------------------
 
-    def record_labels(self, done: list[tuple[Solution, SolutionState]], filtered: dict[str, str]) -> tuple[int, int]:
-        """Store finished solutions' inferred labels, contradictions and completion markers."""
+    def record_labels(self, done: list[tuple[Solution, SolutionState]], filtered: dict[str, str]) -> tuple[int, int, int]:
+        """Store finished solutions' inferred labels, contradictions and completion markers, and
+        under ``+reuse`` the solutions made from their rollouts. Returns the counts of inferred
+        labels, contradictions and newly reused rollouts."""
         labels, contradictions, markers = [], [], []
         common = {"label_key": self.label_key, "strategy": self.config.strategy, "run_id": self.run_id}
         for solution, state in done:
@@ -302,11 +328,60 @@ class Labeller:
                 "open_steps": sum(s.source == "open" for s in steps), "contradictions": len(found),
                 "filtered": filtered.get(solution.problem["problem_id"]), **common,
             })
+        generations, reused_solutions, reused_steps, reused = (
+            self.reuse_rows([(s, st) for s, st in done if not s.reused]) if self.reuse else ([], [], [], []))
         with self.store.transaction():
             self.store.insert_rows("step_labels", labels)
             self.store.insert_rows("label_contradictions", contradictions)
+            # Reused rollouts are stored with their parent's marker: a finished parent always has them.
+            self.store.insert_rows("generations", generations)
+            self.store.insert_rows("solutions", reused_solutions)
+            self.store.insert_rows("steps", reused_steps)
+            new_reused = self.store.insert_rows("reused_rollouts", reused)
             self.store.insert_rows("labelled_solutions", markers)
-        return len(labels), len(contradictions)
+        return len(labels), len(contradictions), new_reused
+
+    def reuse_rows(self, done: list[tuple[Solution, SolutionState]]) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+        """``+reuse``: every rollout from these solutions' measured prefixes as a solution of its own
+        (the prefix + the rollout, graded as the rollout was): generations, solutions, steps and
+        reused_rollouts rows. Identical texts of one problem are one solution."""
+        if not done:
+            return [], [], [], []
+        # Settled prefixes only (no more rounds to come), so every rollout of a prefix is reused
+        # together, by whichever finished solution holds it settled first.
+        origin = {(s.problem["problem_id"], s.prefix_hash(i)): (s, i) for s, state in done
+                  for i, m in state.measured.items() if m.correct > 0 or m.n >= self.config.rollouts}
+        wanted = pa.table({"problem_id": pa.array([p for p, _ in origin], pa.string()),
+                           "prefix_hash": pa.array([h for _, h in origin], pa.string())})
+        rows = self.store.query(internal_sql("prefix_rollouts"), {
+            "completer": self.completer.identity, "params": self.params, "budget": self.config.rollouts},
+            tables={"wanted": wanted}).as_dicts()
+        generator = f"rollouts:{self.completer.identity}"
+        generations: dict[str, dict] = {}
+        solutions: dict[str, dict] = {}
+        steps: list[dict] = []
+        reused: list[dict] = []
+        for r in rows:
+            parent, step_index = origin[(r["problem_id"], r["prefix_hash"])]
+            if r["strategy"] != self.evaluation_of(step_index) or not r["text"].strip():
+                continue
+            generation_id = content_key("rollouts", r["unit_id"])
+            built = solution_rows(parent.problem, generation_id, generator, parent.prefix(step_index) + r["text"],
+                                  r["num_tokens"], GradeResult(bool(r["correct"]), r["grade_status"]), self.run_id,
+                                  parent.step_format)
+            if built is None or built[0]["solution_id"] in solutions:
+                continue
+            solution, solution_steps = built
+            # The rollout's tokens are counted in `rollouts`; the generation row only gives lineage.
+            generations.setdefault(generation_id, {
+                "generation_id": generation_id, "problem_id": r["problem_id"], "generator_model": generator,
+                "params": r["params"], "n": r["n"], "num_tokens": 0, "run_id": self.run_id})
+            solutions[solution["solution_id"]] = solution
+            steps += solution_steps
+            reused.append({"solution_id": solution["solution_id"], "label_key": self.label_key,
+                           "problem_id": r["problem_id"], "rollout_id": r["rollout_id"],
+                           "parent_solution_id": parent.solution_id, "parent_step": step_index, "run_id": self.run_id})
+        return list(generations.values()), list(solutions.values()), steps, reused
 
     def _label_row(self, solution: Solution, label: StepLabel, common: dict[str, Any]) -> dict[str, Any]:
         assert label.implied_by is not None
@@ -322,26 +397,38 @@ def label_solutions(
     store: Store, problem_ids: list[str], config: LabelConfig, run_id: str, completer: Completer | None = None
 ) -> LabelSummary:
     """Label these problems' solutions with ``config.strategy``, round after round, until every
-    solution's strategy is done. Each batch of units is stored in one transaction; the store is
-    released while the engine and the grader work, so other runners and ad hoc queries can use it."""
+    solution's strategy is done; under ``+reuse``, then the solutions made from their rollouts.
+    Each batch of units is stored in one transaction; the store is released while the engine and
+    the grader work, so other runners and ad hoc queries can use it."""
     labeller = Labeller(store, config, run_id, completer or get_completer(config.completer_settings))
     solutions = labeller.solutions(problem_ids)
+    filtered = labeller.filtered(solutions)  # decided by the generator's solutions alone
+    tally = _Tally(before=labeller.stored_units(solutions))
+    with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader:
+        _label_until_done(labeller, solutions, filtered, grader, tally, "labelled solutions")
+        if labeller.reuse:
+            _label_until_done(labeller, labeller.reused_solutions(problem_ids), filtered, grader, tally,
+                              "labelled reused rollouts")
+    return LabelSummary(tally.before + len(tally.total), tally.before, tally.labelled, tally.elsewhere, tally.recomputed,
+                        tally.rollouts, tally.tokens, tally.engine_seconds, tally.solutions, tally.rounds,
+                        tally.inferred, tally.contradictions, tally.reused)
+
+
+def _label_until_done(labeller: Labeller, solutions: list[Solution], filtered: dict[str, str], grader: Grader,
+                      tally: _Tally, description: str) -> None:
     finished = labeller.finished(solutions)
     open_ = {s.solution_id: s for s in solutions if s.solution_id not in finished}
-    filtered = labeller.filtered(solutions)
-    tally = _Tally(before=labeller.stored_units(solutions))
-    with Grader(workers=config.grader_workers, timeout_s=config.grader_timeout_s) as grader, progress(
-        "labelled solutions", len(open_)
-    ) as advance:
+    with progress(description, len(open_)) as advance:
         while open_:
             states = labeller.states(list(open_.values()))
             requests = {sid: labeller.requests(open_[sid], states[sid], filtered) for sid in open_}
             done = [(open_[sid], states[sid]) for sid, wanted in requests.items() if not wanted]
             if done:
-                inferred, contradictions = labeller.record_labels(done, filtered)
+                inferred, contradictions, reused = labeller.record_labels(done, filtered)
                 tally.solutions += len(done)
                 tally.inferred += inferred
                 tally.contradictions += contradictions
+                tally.reused += reused
                 advance(len(done))
                 for solution, _ in done:
                     del open_[solution.solution_id]
@@ -357,12 +444,9 @@ def label_solutions(
                     f"{unit.step_index}, round {unit.round}) although it was stored; run `prmf doctor`")
             tally.rounds += 1
             tally.total.update(units)
-            stored = store.existing_keys("work_units", "unit_id", list(units))  # by a concurrent run since
+            stored = labeller.store.existing_keys("work_units", "unit_id", list(units))  # by a concurrent run since
             tally.elsewhere += len(stored)
-            _compute_units(store, labeller, grader, [k for k in units if k not in stored], units, tally)
-    return LabelSummary(tally.before + len(tally.total), tally.before, tally.labelled, tally.elsewhere, tally.recomputed,
-                        tally.rollouts, tally.tokens, tally.engine_seconds, tally.solutions, tally.rounds,
-                        tally.inferred, tally.contradictions)
+            _compute_units(labeller.store, labeller, grader, [k for k in units if k not in stored], units, tally)
 
 
 def _compute_units(store: Store, labeller: Labeller, grader: Grader, pending: list[str], units: dict[str, WorkUnit],

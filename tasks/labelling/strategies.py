@@ -36,6 +36,19 @@ Strategies (names for the registry, composable with ``+``):
   wrong, carries little step-level signal; its step prefixes get no rollouts (root rollouts
   still do). An all-correct problem's steps are then inferred HE = 1 from the final answers; an
   all-wrong problem's stay unlabelled. The labeller records which filter applied.
+- ``+reuse`` (with any of the above): tree reuse as in OmegaPRM. When a solution's labelling is
+  done, every rollout from its prefixes becomes a solution itself (prefix + rollout, graded as
+  the rollout was): a correct one is labelled HE = 1 at every step for free (its own final
+  answer proves them), a wrong one is labelled by the same strategy, starting from the
+  measurements it shares with its parent (its first i steps are the parent's prefix i; binary
+  search bisects only its own steps when prefix i had a correct rollout, and needs nothing when
+  it had none: the monotone rule then labels the new steps HE = 0). Only settled prefixes (no
+  more rounds to come) are reused. Reuse goes one level deep: rollouts of reused rollouts are
+  not reused again.
+
+Under every strategy a correct rollout from prefix i proves HE = 1 for prefix i and every earlier
+prefix (the rule above; no assumption needed), and identical (problem, prefix) pairs share
+their rollouts, across solutions and across strategies with the same evaluation.
 """
 
 from __future__ import annotations
@@ -70,6 +83,9 @@ class SolutionState:
     num_steps: int
     correct: bool
     measured: dict[int, Measurement] = field(default_factory=dict)
+    # A reused rollout (+reuse): the parent prefix it continued, settled before it existed. Its
+    # steps up to there are the parent's; a search covers only the later ones.
+    reused_from: int = ROOT
 
     def observe(self, step_index: int, n: int, correct: int) -> None:
         """Add one round of rollouts from prefix ``step_index``."""
@@ -207,7 +223,15 @@ class EveryPrefix:
 
 @dataclass(frozen=True)
 class BinarySearch:
-    """OmegaPRM's bisection for the first prefix that cannot reach the answer (module doc)."""
+    """OmegaPRM's bisection for the first prefix that cannot reach the answer (module doc).
+
+    The search walks its own path only: measurements another solution made of a shared prefix
+    are used when the path reaches that prefix, never to jump ahead, so what a solution asks for
+    depends on its rollouts' outcomes alone, not on which solution happened to be labelled
+    first (a killed run resumes into exactly the units an uninterrupted run stores). A reused
+    rollout (``+reuse``) is searched after its parent prefix (``SolutionState.reused_from``), or
+    not at all when that prefix had no correct rollout (its later steps are then inferred HE = 0).
+    """
 
     name: str
     evaluator: PrefixEvaluator
@@ -215,7 +239,9 @@ class BinarySearch:
     def requests(self, state: SolutionState) -> list[RolloutRequest]:
         if state.correct:
             return []  # the correct final answer proves every prefix
-        lo, hi = ROOT, state.num_steps  # lo: assumed to reach the answer; hi: known not to
+        lo, hi = state.reused_from, state.num_steps  # lo: assumed or known to reach the answer; hi: known not to
+        if lo > ROOT and state.measured[lo].correct == 0:
+            return []
         while hi - lo > 1:
             mid = (lo + hi) // 2
             request = _request(state, mid, self.evaluator)
@@ -242,7 +268,7 @@ class WithRoot:
 
 
 STRATEGY_NAMES = ("naive", "early_stop", "binary_search", "binary_search+early_stop")
-MODIFIERS = ("root", "filter")
+MODIFIERS = ("root", "filter", "reuse")
 
 
 def parse_strategy(name: str) -> tuple[str, frozenset[str]]:
@@ -257,9 +283,10 @@ def parse_strategy(name: str) -> tuple[str, frozenset[str]]:
 
 
 def strategy(name: str, n: int) -> LabelStrategy:
-    """The strategy registered under ``name`` (optionally ``+root``, ``+filter``) with a budget of
-    ``n`` rollouts per prefix. ``+filter`` is applied per problem by the labeller (it needs every
-    solution of a problem); here it only has to be a known modifier."""
+    """The strategy registered under ``name`` (optionally ``+root``, ``+filter``, ``+reuse``) with a
+    budget of ``n`` rollouts per prefix. ``+filter`` and ``+reuse`` are applied by the labeller
+    (they need every solution of a problem, or the stored rollouts); here they only have to be
+    known modifiers."""
     if n < 1:
         raise ValueError(f"the rollout budget must be at least 1, got {n}")
     base, modifiers = parse_strategy(name)
@@ -275,6 +302,6 @@ def strategy(name: str, n: int) -> LabelStrategy:
         built = BinarySearch(base, EarlyStop(n))
     else:
         raise ValueError(f"unknown labelling strategy {name!r}; known: {', '.join(STRATEGY_NAMES)} "
-                         "(each may end in +root and/or +filter)")
+                         "(each may end in any of +root, +filter, +reuse)")
     return WithRoot(name, built, FullBudget(n)) if root else built
 
