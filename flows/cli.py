@@ -894,7 +894,7 @@ def _bench_verifiers(kind: str, variants: str, model_config: Path | None, sample
 
 @bench_app.command("label")
 def bench_label(
-    strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop",
+    strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop,binary_search+reuse,binary_search+early_stop+reuse",
     dataset: Annotated[str, typer.Option(help="dataset whose problems are labelled (gold agreement needs arith)")] = "arith",
     split: Annotated[Optional[str], typer.Option(help="dataset split (default: train where there is one)")] = None,
     problems: Annotated[int, typer.Option(help="problems")] = 20,

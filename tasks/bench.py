@@ -29,6 +29,11 @@ VARIANTS: dict[str, dict] = {
     # The weights' dtype, forced: dtype auto picks fp32 on a CPU without AVX-512, bf16 otherwise.
     "bf16": {"settings": {"dtype": "bfloat16"}, "env": {}},
     "fp32": {"settings": {"dtype": "float32"}, "env": {}},
+    # prmf-default with a seed per request, as the factory samples (SamplingSettings.seed): what
+    # per-request generators cost the sampler.
+    "seeded": {"settings": {}, "env": {}, "seeded": True},
+    # vLLM's chunked prefill, off by default on CPU (seeded requests crash with it).
+    "chunked-prefill": {"settings": {"chunked_prefill": True}, "env": {}},
 }
 
 
@@ -53,7 +58,7 @@ class BenchResult:
 def run_variant(variant: str, problems: int, n: int, max_tokens: int) -> BenchResult:
     """Run one variant in this process (called in a fresh subprocess by :func:`compare`)."""
     from tasks.arith import generate_problem, reference_solution
-    from tasks.completers import VLLMCompleter
+    from tasks.completers import VLLMCompleter, request_seeds
     from tasks.config import ModelSettings, SamplingSettings
     from tasks.models import EMBEDDED_MODEL, resolve_model
     from tasks.steps import build_messages, prefix_text
@@ -69,7 +74,9 @@ def run_variant(variant: str, problems: int, n: int, max_tokens: int) -> BenchRe
         prompts.append(completer.chat_prompt(build_messages(p.question, "numeric"), prefix_text(reference_solution(p), 1)))
     completer.complete(prompts[:2], 1, SamplingSettings(temperature=0.7, max_tokens=8))  # warm-up
     t1 = time.perf_counter()
-    groups = completer.complete(prompts, n, SamplingSettings(temperature=0.7, max_tokens=max_tokens))
+    sampling = SamplingSettings(temperature=0.7, max_tokens=max_tokens)
+    seeds = request_seeds(sampling, [str(i) for i in range(len(prompts))]) if spec.get("seeded") else None
+    groups = completer.complete(prompts, n, sampling, seeds)
     generate = time.perf_counter() - t1
     completer.close()
     tokens = sum(c.num_tokens for g in groups for c in g)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import LabelConfig
+from tasks.labelling.strategies import MODIFIERS, STRATEGY_NAMES, parse_strategy
 from tasks.store import Store, internal_sql
 
-STRATEGIES = ("naive", "early_stop", "binary_search", "binary_search+early_stop")
 RESAMPLES = 2000
 
 
@@ -35,7 +35,7 @@ class StrategyResult:
     rollouts: int
     tokens: int
     wall_s: float
-    labelled_steps: int  # non-final steps with an HE label (measured or inferred)
+    labelled_steps: int  # distinct non-final step prefixes with an HE label (measured or inferred)
     inferred_steps: int
     open_steps: int  # left unlabelled (a contradiction spans them)
     contradictions: int
@@ -73,9 +73,10 @@ def run(config: LabelConfig, strategies: list[str], workdir: Path, progress: Any
     from tasks.ingest import ingest_problems
     from tasks.labelling.labeller import label_solutions
 
-    unknown = [s for s in strategies if s not in STRATEGIES and s.split("+root")[0] not in STRATEGIES]
+    unknown = [s for s in strategies if parse_strategy(s)[0] not in STRATEGY_NAMES]
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGY_NAMES)}, each optionally "
+                         f"+{', +'.join(MODIFIERS)}")
     if "naive" not in strategies:
         strategies = ["naive", *strategies]  # every ratio is to naive
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,21 +132,23 @@ def _raw_engine(store: Store, problem_ids: list[str], config: LabelConfig, compl
             prompts.setdefault((s.problem["problem_id"], s.prefix_hash(i)), completer.chat_prompt(
                 build_messages(s.problem["question"], prompt_style(s.problem), s.step_format), s.prefix(i)))
     started = time.perf_counter()
-    outputs = completer.complete(list(prompts.values()), config.rollouts, config.rollout)
+    # Seeded as the factory's units are (a seed per prompt), so the two figures compare like for like.
+    outputs = completer.complete(list(prompts.values()), config.rollouts, config.rollout,
+                                 request_seeds(config.rollout, [f"{p}:{h}" for p, h in prompts]))
     seconds = time.perf_counter() - started
     return RawEngine(len(prompts), config.rollouts, sum(c.num_tokens for group in outputs for c in group), seconds)
 
 
 def _measure(store: Store, name: str, wall: float) -> tuple[StrategyResult, dict[tuple[str, int], tuple[str, bool, bool | None]]]:
     requests, rollouts, tokens = store.query(internal_sql("bench_label_cost")).rows[0]
-    rows = store.query(internal_sql("bench_step_labels")).rows  # solution, step, problem, he, inferred, gold
+    rows = store.query(internal_sql("bench_step_labels")).rows  # problem, prefix, he, inferred, gold
     markers = store.query("SELECT coalesce(sum(open_steps), 0), coalesce(sum(contradictions), 0) FROM labelled_solutions").rows[0]
-    labels = {(sid, step): (problem, he, gold) for sid, step, problem, he, inferred, gold in rows}
+    labels = {(problem, prefix): (problem, he, gold) for problem, prefix, he, inferred, gold in rows}
     agreement, ci = _bootstrap_agreement({name: labels})[name]
     gold_steps = sum(gold is not None for _, _, gold in labels.values())
     return StrategyResult(
         strategy=name, requests=int(requests), rollouts=int(rollouts), tokens=int(tokens or 0), wall_s=wall,
-        labelled_steps=len(rows), inferred_steps=sum(bool(r[4]) for r in rows), open_steps=int(markers[0]),
+        labelled_steps=len(rows), inferred_steps=sum(bool(r[3]) for r in rows), open_steps=int(markers[0]),
         contradictions=int(markers[1]), gold_steps=gold_steps, gold_agreement=agreement, gold_ci=ci,
     ), labels
 

@@ -15,6 +15,7 @@ Backends:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -61,8 +62,18 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return any(marker in text for marker in _OOM_MARKERS)
 
 
+def request_seeds(sampling: SamplingSettings, keys: Sequence[str]) -> list[int] | None:
+    """Per-prompt seeds for ``sampling.seed`` (None: unseeded), one per request key (a work unit,
+    a generator request): a request sampled again, after a crash or in another batch, draws the
+    same continuations."""
+    if sampling.seed is None:
+        return None
+    return [int(hashlib.sha256(f"{sampling.seed}:{key}".encode()).hexdigest()[:8], 16) for key in keys]
+
+
 def complete_adaptive(
-    completer: "Completer", prompts: Sequence[str], n: int, sampling: SamplingSettings
+    completer: "Completer", prompts: Sequence[str], n: int, sampling: SamplingSettings,
+    seeds: Sequence[int] | None = None,
 ) -> list[list[Completion]]:
     """``completer.complete``, but out-of-memory halves the batch instead of failing the run.
 
@@ -71,7 +82,7 @@ def complete_adaptive(
     not fit is an error.
     """
     try:
-        return completer.complete(prompts, n, sampling)
+        return completer.complete(prompts, n, sampling, seeds)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -83,8 +94,9 @@ def complete_adaptive(
         raise CompleterError(f"out of memory on a single prompt (n={n}, max_tokens={sampling.max_tokens}): {reason}")
     half = len(prompts) // 2
     log.warning("out of memory on %d prompts x n=%d; retrying as %d + %d", len(prompts), n, half, len(prompts) - half)
-    return complete_adaptive(completer, prompts[:half], n, sampling) + complete_adaptive(
-        completer, prompts[half:], n, sampling
+    seeds = list(seeds) if seeds is not None else None
+    return complete_adaptive(completer, prompts[:half], n, sampling, seeds and seeds[:half]) + complete_adaptive(
+        completer, prompts[half:], n, sampling, seeds and seeds[half:]
     )
 
 
@@ -113,7 +125,11 @@ class Completer(Protocol):
 
     def chat_prompt(self, messages: list[dict[str, str]], continuation: str = "") -> str: ...
 
-    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]: ...
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings,
+                 seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+        """``n`` continuations of each prompt; with ``seeds`` (one per prompt) each prompt's are
+        drawn from its own seed, whatever else is in the batch."""
+        ...
 
     def close(self) -> None: ...
 
@@ -195,6 +211,14 @@ def vllm_engine_args(settings: ModelSettings, resolved: ResolvedModel, on_cpu: b
     kwargs["enforce_eager"] = eager_default if settings.enforce_eager is None else settings.enforce_eager
     if kv_gib:
         kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+    # A request whose prefill is split over steps has its sampled token discarded, and vLLM then
+    # rewinds the request's generator, which a CPU generator cannot do: every seeded request
+    # (SamplingSettings.seed) would crash the engine ("CPU Generator does not use offset"). Without
+    # chunking the CPU engine was as fast (`prmf bench engine --variants prmf-default,chunked-prefill`).
+    if settings.chunked_prefill is not None:
+        kwargs["enable_chunked_prefill"] = settings.chunked_prefill
+    elif on_cpu:
+        kwargs["enable_chunked_prefill"] = False
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -253,6 +277,7 @@ class VLLMCompleter(_TemplatedCompleter):
             ) from exc
         on_cpu = current_platform.is_cpu()
         kwargs = vllm_engine_args(settings, resolved, on_cpu)
+        self.seeds_crash = on_cpu and kwargs.get("enable_chunked_prefill", True)
         if on_cpu:
             check_cpu_parallelism(settings, _visible_numa_nodes(), os.environ)
             # vLLM-CPU keeps one core for its scheduler; on small machines computing on every
@@ -265,14 +290,30 @@ class VLLMCompleter(_TemplatedCompleter):
         except Exception as exc:  # vLLM raises many types; the cause is in its log above
             raise CompleterError(f"vLLM engine for {resolved.path} failed to start: {exc}") from exc
 
-    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings,
+                 seeds: Sequence[int] | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop) or None,  # vLLM leaves the stop string out of the text, finish "stop"
-        )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        if seeds is not None and self.seeds_crash:
+            raise CompleterError("seeded sampling on vLLM-CPU needs chunked_prefill off (the default): a CPU "
+                                 "generator cannot rewind, and the engine would die; or set the sampling seed to null")
+
+        repetition = None
+        if (rs := sampling.repetition_stop) is not None:
+            from vllm.sampling_params import RepetitionDetectionParams
+
+            repetition = RepetitionDetectionParams(max_pattern_size=rs.max_tokens, min_pattern_size=rs.min_tokens,
+                                                   min_count=rs.count)
+
+        def params(seed: int | None) -> SamplingParams:
+            return SamplingParams(
+                n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                stop=list(sampling.stop) or None,  # vLLM leaves the stop string out of the text, finish "stop"
+                seed=seed, repetition_detection=repetition,
+            )
+
+        per_prompt = params(None) if seeds is None else [params(s) for s in seeds]
+        outputs = self.llm.generate(list(prompts), per_prompt, use_tqdm=False)
         return [
             [Completion(c.text, len(c.token_ids), c.finish_reason) for c in sorted(o.outputs, key=lambda c: c.index)]
             for o in outputs
@@ -308,7 +349,7 @@ class OpenAICompleter(_TemplatedCompleter):
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._url_lock = threading.Lock()
 
-    def _post(self, prompts: list[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+    def _post(self, prompts: list[str], n: int, sampling: SamplingSettings, seed: int | None = None) -> list[list[Completion]]:
         import httpx
 
         body = {
@@ -321,6 +362,11 @@ class OpenAICompleter(_TemplatedCompleter):
         }
         if sampling.stop:  # only when set: requests without stop strings stay as they were
             body["stop"] = list(sampling.stop)
+        if seed is not None:
+            body["seed"] = seed
+        if (rs := sampling.repetition_stop) is not None:  # a vLLM server extension
+            body["repetition_detection"] = {"max_pattern_size": rs.max_tokens, "min_pattern_size": rs.min_tokens,
+                                            "min_count": rs.count}
         attempts, started = self.settings.max_attempts, time.monotonic()
         errors: list[str] = []
         for attempt in range(1, attempts + 1):
@@ -360,7 +406,14 @@ class OpenAICompleter(_TemplatedCompleter):
             for group in grouped
         ]
 
-    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings,
+                 seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+        if seeds is not None:
+            # A request carries one seed, so a seeded prompt goes alone (as many in flight as unseeded).
+            workers = max(1, 2 * len(self.urls) * self.prompts_per_request)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return [group for result in pool.map(lambda ps: self._post([ps[0]], n, sampling, ps[1]),
+                                                     zip(prompts, seeds)) for group in result]
         chunks = [list(prompts[i : i + self.prompts_per_request]) for i in range(0, len(prompts), self.prompts_per_request)]
         with ThreadPoolExecutor(max_workers=max(1, 2 * len(self.urls))) as pool:
             results = list(pool.map(lambda chunk: self._post(chunk, n, sampling), chunks))
@@ -389,9 +442,17 @@ class HFCompleter(_TemplatedCompleter):
         self._generator = torch.Generator(device=self.device).manual_seed(settings.seed)
         torch.manual_seed(settings.seed)
 
-    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings) -> list[list[Completion]]:
+    def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings,
+                 seeds: Sequence[int] | None = None) -> list[list[Completion]]:
         import torch
 
+        if seeds is not None:
+            # generate draws a batch from one generator: a seeded prompt is sampled alone.
+            results = []
+            for prompt, seed in zip(prompts, seeds):
+                torch.manual_seed(seed)
+                results += self.complete([prompt], n, sampling)
+            return results
         greedy = sampling.temperature == 0
         # transformers refuses greedy decoding with num_return_sequences > 1. Greedy decoding is
         # deterministic, so the n samples would be identical anyway: generate one, repeat it n times.
@@ -412,6 +473,7 @@ class HFCompleter(_TemplatedCompleter):
                     pad_token_id=self.tokenizer.pad_token_id,
                     stop_strings=stop,
                     tokenizer=self.tokenizer if stop else None,  # generate needs it to match stop strings
+                    stopping_criteria=_repetition_criteria(sampling, enc["input_ids"].shape[1]),
                 )
             new_tokens = out[:, enc["input_ids"].shape[1] :]
             for i in range(len(batch)):
@@ -440,6 +502,35 @@ class HFCompleter(_TemplatedCompleter):
                     lo = mid + 1
             length = lo
         return Completion(text, length, finish)
+
+
+def has_repeating_tail(tokens: Sequence[int], min_len: int, max_len: int, count: int) -> bool:
+    """Whether the last L tokens, for some L in min_len..max_len, appear ``count`` times back to
+    back at the end (vLLM's repetition detection rule)."""
+    for length in range(min_len, max_len + 1):
+        if length * count > len(tokens):
+            return False
+        tail = list(tokens[-length:])
+        if all(list(tokens[len(tokens) - length * (m + 1): len(tokens) - length * m]) == tail for m in range(1, count)):
+            return True
+    return False
+
+
+def _repetition_criteria(sampling: SamplingSettings, prompt_len: int):
+    """transformers stopping criteria for ``sampling.repetition_stop`` (None when unset)."""
+    rs = sampling.repetition_stop
+    if rs is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RepeatingTail(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            rows = input_ids[:, prompt_len:].tolist()
+            return torch.tensor([has_repeating_tail(r, rs.min_tokens, rs.max_tokens, rs.count) for r in rows],
+                                device=input_ids.device)
+
+    return StoppingCriteriaList([RepeatingTail()])
 
 
 _BACKENDS = {"vllm": VLLMCompleter, "openai": OpenAICompleter, "hf": HFCompleter}

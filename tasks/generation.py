@@ -18,7 +18,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from tasks import arith
-from tasks.completers import Completer, Completion, complete_adaptive, completer_session, get_completer
+from tasks.completers import (
+    Completer, Completion, complete_adaptive, completer_session, get_completer, request_seeds,
+)
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
 from tasks.grading import GradeResult, Grader, extract_answer
@@ -127,7 +129,8 @@ def generate_solutions(
         prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
                    for _, p in batch]
         t0 = time.perf_counter()
-        outputs = complete_adaptive(completer, prompts, config.solutions, config.generation)
+        outputs = complete_adaptive(completer, prompts, config.solutions, config.generation,
+                                    request_seeds(config.generation, keys))
         tally["engine_seconds"] += time.perf_counter() - t0
         return _rows(batch, outputs, grader, completer.identity, params, config.solutions, run_id, config.step_format)
 

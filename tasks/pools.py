@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.completers import Completer, complete_adaptive, completer_session
+from tasks.completers import Completer, complete_adaptive, completer_session, request_seeds
 from tasks.config import DatasetSettings, EvalConfig
 from tasks.evaluation import PoolLineError, PoolProblem, load_pool
 from tasks.generation import prompt_style
@@ -99,7 +99,8 @@ def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: 
         batch = [keyed[k] for k in keys]
         prompts = [completer.chat_prompt(build_messages(p["question"], prompt_style(p), config.step_format))
                    for p in batch]
-        outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling)
+        outputs = complete_adaptive(completer, prompts, config.n_max, config.sampling,
+                                    request_seeds(config.sampling, keys))
         samples = [(p, i, c, extract_answer(c.text)) for p, group in zip(batch, outputs) for i, c in enumerate(group)]
         grades = grader.grade([(answer, p["gold_answer"], p["answer_kind"]) for p, _, _, answer in samples])
         return [{

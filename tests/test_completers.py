@@ -70,6 +70,82 @@ def test_vllm_stop_strings_end_rollouts(engine):
     _check_stopped_at_newline(engine)
 
 
+def test_repetition_rule_matches_vllms():
+    from vllm.sampling_params import RepetitionDetectionParams
+    from vllm.v1.core.sched.utils import check_sequence_repetition
+
+    from tasks.completers import has_repeating_tail
+
+    assert has_repeating_tail([9, 1, 2, 3, 1, 2, 3], 3, 3, 2)  # "1 2 3" twice at the end
+    assert not has_repeating_tail([9, 1, 2, 3, 1, 2, 3, 4], 3, 3, 2)  # not at the end
+    assert not has_repeating_tail([1, 2, 3, 1, 2, 3], 3, 3, 3)  # only twice
+    assert has_repeating_tail([5, 5, 5], 1, 4, 3) and not has_repeating_tail([5, 5, 5], 2, 4, 2)
+    # vLLM's own implementation as the oracle, on every short sequence over two tokens.
+    import itertools
+
+    for length in range(0, 11):
+        for seq in itertools.product((0, 1), repeat=length):
+            for lo, hi, count in ((1, 1, 2), (1, 3, 2), (2, 4, 2), (1, 2, 3), (3, 5, 2)):
+                params = RepetitionDetectionParams(max_pattern_size=hi, min_pattern_size=lo, min_count=count)
+                assert has_repeating_tail(seq, lo, hi, count) == check_sequence_repetition(list(seq), params), (seq, lo, hi, count)
+
+
+LOOP = ("Write the word apple 40 times, separated by spaces.", "apple apple apple")
+
+
+def _check_repetition_stop_ends_a_loop(completer):
+    from tasks.completers import has_repeating_tail
+    from tasks.config import RepetitionStop
+
+    prompt = completer.chat_prompt([{"role": "user", "content": LOOP[0]}], LOOP[1])
+    free_sampling = SamplingSettings(temperature=0, max_tokens=40)
+    [[free]] = completer.complete([prompt], 1, free_sampling)
+    assert free.num_tokens == 40  # the premise: greedy, the model loops to max_tokens
+    rule = RepetitionStop(min_tokens=2, max_tokens=4, count=3)
+    [[stopped]] = completer.complete([prompt], 1, free_sampling.model_copy(update={"repetition_stop": rule}))
+    assert stopped.num_tokens < free.num_tokens and free.text.startswith(stopped.text.rstrip())
+    ids = completer.tokenizer(stopped.text, add_special_tokens=False)["input_ids"]
+    assert has_repeating_tail(ids, 1, 4, 3)  # it ended on the loop (re-tokenized: a span of up to 4)
+
+
+@pytest.mark.engine
+def test_vllm_repetition_stop_ends_a_loop(engine):
+    _check_repetition_stop_ends_a_loop(engine)
+
+
+def _check_seeded_requests_are_batch_invariant(completer):
+    """A seeded prompt draws the same continuations alone, in a batch, and in another order; the
+    n of one prompt still differ, and another seed draws others."""
+    from tasks.completers import request_seeds
+
+    sampling = SamplingSettings(temperature=1.0, max_tokens=16)
+    prompts = [completer.chat_prompt(build_messages(f"What is {a} + {b}? Explain.", "numeric"))
+               for a, b in ((12, 30), (7, 8), (41, 2))]
+    seeds = request_seeds(sampling, ["a", "b", "c"])
+    batch = completer.complete(prompts, 3, sampling, seeds)
+    alone = completer.complete(prompts[2:3], 3, sampling, seeds[2:3])
+    backwards = completer.complete(prompts[::-1], 3, sampling, seeds[::-1])[::-1]
+    texts = [[c.text for c in g] for g in batch]
+    assert [[c.text for c in g] for g in alone] == texts[2:3]
+    assert [[c.text for c in g] for g in backwards] == texts
+    assert all(len(set(g)) > 1 for g in texts)
+    other = completer.complete(prompts, 3, sampling, request_seeds(sampling.model_copy(update={"seed": 1}),
+                                                                    ["a", "b", "c"]))
+    assert [[c.text for c in g] for g in other] != texts
+
+
+@pytest.mark.engine
+def test_vllm_seeded_requests_are_batch_invariant(engine):
+    _check_seeded_requests_are_batch_invariant(engine)
+
+
+def test_seeded_requests_on_a_chunked_prefill_cpu_engine_are_refused_before_they_crash_it():
+    completer = VLLMCompleter.__new__(VLLMCompleter)  # only the check, no engine
+    completer.seeds_crash = True
+    with pytest.raises(CompleterError, match="needs chunked_prefill off"):
+        completer.complete(["x"], 1, SHORT, [1])
+
+
 @pytest.fixture(scope="module")
 def hf_completer():
     return HFCompleter(ModelSettings(backend="hf"), resolve_model(EMBEDDED_MODEL))
@@ -81,6 +157,14 @@ def test_hf_backend_samples_n_per_prompt(hf_completer):
     groups = completer.complete(prompts, 2, SHORT)
     _check(groups, prompts, 2, SHORT.max_tokens)
     assert all(c.finish_reason in ("stop", "length") for g in groups for c in g)
+
+
+def test_hf_backend_repetition_stop_ends_a_loop(hf_completer):
+    _check_repetition_stop_ends_a_loop(hf_completer)
+
+
+def test_hf_backend_seeded_requests_are_batch_invariant(hf_completer):
+    _check_seeded_requests_are_batch_invariant(hf_completer)
 
 
 def test_hf_backend_greedy_returns_n_identical_samples(hf_completer):
@@ -117,6 +201,10 @@ def test_vllm_engine_args_pass_parallelism_and_batching_through():
     assert cpu["kv_cache_memory_bytes"] == 2 * 2**30 and cpu["enforce_eager"] is True
     assert cpu["tensor_parallel_size"] == cpu["pipeline_parallel_size"] == 1
     assert "gpu_memory_utilization" not in cpu and "max_num_seqs" not in cpu and "max_num_batched_tokens" not in cpu
+    # Chunked prefill off on CPU (seeded requests crash with it), vLLM's default on GPU, unless set.
+    assert cpu["enable_chunked_prefill"] is False and "enable_chunked_prefill" not in args
+    assert vllm_engine_args(ModelSettings(chunked_prefill=True), resolve_model(EMBEDDED_MODEL),
+                            on_cpu=True)["enable_chunked_prefill"] is True
     EngineArgs(**cpu)
 
 

@@ -130,32 +130,51 @@ def test_sigkill_at_any_point_then_rerun_completes_exactly(tmp_path):
         assert store.scalar("SELECT count(*) FROM generations") == 4  # generation was never redone
 
 
-def test_sigkill_mid_strategy_then_rerun_stores_exactly_what_the_strategy_asks(tmp_path):
-    """binary_search+early_stop, killed after its second stored batch (one prefix per batch, so
-    mid-round and mid-bisection), then rerun: every solution finishes, the units stored are
-    exactly those an uninterrupted run that drew the same rollouts would have stored (the
-    strategy replayed against them), and the doctor's checks pass."""
+STRATEGY = "binary_search+early_stop+reuse"
+LABELS = {  # what a run stores, as comparable sets of rows
+    "solutions": "SELECT problem_id, generator_model, text, correct FROM solutions",
+    "units": "SELECT unit_id, step_index, round, n FROM work_units",
+    "rollouts": "SELECT unit_id, sample_index, text, correct FROM rollouts",
+    "estimates": "SELECT solution_id, step_index, source, he, se, n, implied_by_step FROM step_estimates",
+    "markers": "SELECT solution_id, label_key, measured_steps, inferred_steps, open_steps, contradictions "
+               "FROM labelled_solutions",
+    "reused": "SELECT solution_id, rollout_id, parent_step FROM reused_rollouts",
+}
+
+
+def test_sigkill_mid_strategy_then_rerun_stores_the_same_labels_as_an_uninterrupted_run(tmp_path):
+    """binary_search+early_stop+reuse, killed after its second stored batch (one prefix per batch,
+    so mid-round and mid-bisection), then rerun: every solution finishes, the units stored are
+    exactly those the strategy asks for given the stored rollouts (replayed), the doctor's checks
+    pass, and, because every request is seeded by its key, the store holds exactly what an
+    uninterrupted run of the same command stores: the same solutions, units, rollout texts,
+    estimates, reused rollouts and markers."""
     from tasks.doctor import check_store
     from tests.helpers import replay_strategy, stored_units
 
-    db = tmp_path / "strategy.duckdb"
     command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "3", "--solutions", "2",
-               "--rollouts", str(N), "--strategy", "binary_search+early_stop", "--batch-prefixes", "1",
+               "--rollouts", str(N), "--strategy", STRATEGY, "--batch-prefixes", "1",
                "--max-tokens", "64", "--rollout-max-tokens", "24"]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": "label-batch-stored:2"}
-    killed = subprocess.run(command + ["--db", str(db)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=300)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": ""}
+    whole, db = tmp_path / "uninterrupted.duckdb", tmp_path / "strategy.duckdb"
+    uninterrupted = subprocess.run(command + ["--db", str(whole)], env=env, capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    killed = subprocess.run(command + ["--db", str(db)], env={**env, "PRMF_FAULT": "label-batch-stored:2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     assert killed.returncode == -signal.SIGKILL
     with Store(db) as store:
         assert store.scalar("SELECT count(*) FROM work_units") == 2
-    rerun = subprocess.run(command + ["--db", str(db)], env={**env, "PRMF_FAULT": ""}, capture_output=True, text=True,
-                           timeout=300)
+    rerun = subprocess.run(command + ["--db", str(db)], env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert [c.name for c in check_store(db) if not c.ok] == []
-    with Store(db, read_only=True) as store:
-        assert replay_strategy(store, "binary_search+early_stop", N) == stored_units(store)
+    with Store(db, read_only=True) as store, Store(whole, read_only=True) as reference:
+        assert replay_strategy(store, STRATEGY, N) == stored_units(store)
         assert store.scalar("SELECT count(*) FROM labelled_solutions") == store.scalar("SELECT count(*) FROM solutions")
         assert store.scalar("SELECT count(*) FROM step_labels") > 0
+        assert store.scalar("SELECT count(*) FROM reused_rollouts") > 0
+        for name, sql in LABELS.items():
+            assert set(store.query(sql).rows) == set(reference.query(sql).rows), name
 
 
 def test_training_killed_midway_registers_nothing_and_a_rerun_completes(tmp_path):

@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from tasks.completers import (
-    Completer, CompleterError, Completion, complete_adaptive, completer_session, get_completer,
+    Completer, CompleterError, Completion, complete_adaptive, completer_session, get_completer, request_seeds,
 )
 from tasks.config import LabelConfig
 from tasks.faults import checkpoint
@@ -271,7 +271,8 @@ class Labeller:
                 build_messages(u.problem["question"], prompt_style(u.problem), u.solution.step_format),
                 u.solution.prefix(u.step_index)) for u in group]
             try:
-                results = complete_adaptive(self.completer, prompts, n, self.config.rollout)
+                results = complete_adaptive(self.completer, prompts, n, self.config.rollout,
+                                            request_seeds(self.config.rollout, [u.unit_id for u in group]))
             except CompleterError as exc:
                 first = group[0]
                 more = f" and {len(group) - 1} more" if len(group) > 1 else ""
