@@ -121,6 +121,7 @@ def run(config: LabelConfig, strategies: list[str], workdir: Path, progress: Any
 
 def _raw_engine(store: Store, problem_ids: list[str], config: LabelConfig, completer: Any) -> RawEngine:
     """Naive's prompts (each distinct non-final prefix once, n = N) in one engine call."""
+    from tasks.completers import request_seeds
     from tasks.generation import prompt_style
     from tasks.labelling.labeller import Labeller
     from tasks.steps import build_messages

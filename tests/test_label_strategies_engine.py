@@ -212,3 +212,50 @@ def test_reuse_turns_every_settled_rollout_into_a_labelled_solution(solved, tmp_
             searched += len(own) > 0
     assert searched > 0
     assert_stored_labels_follow_from_the_rollouts(db, "math_shepherd")
+
+
+def test_step_advantages_under_a_separate_prover_follow_from_the_stored_rollouts(solved, tmp_path):
+    """PAV: the base completer and a separate prover (the same model sampling hotter: its own
+    completer identity in the store) each label the same solutions with naive+root; the
+    step_advantages macro then equals the advantages and rewards recomputed here from the raw
+    rollouts with tasks/labelling/advantages.py, for the prover and for Best-of-4."""
+    from tasks.completers import get_completer
+    from tasks.labelling.advantages import advantages, best_of_k, effective_rewards
+
+    config, ids = solved
+    db, _ = labelled_copy(solved, tmp_path, "naive+root")
+    prover = config.model_copy(update={"db": db, "strategy": "naive+root",
+                                       "rollout": config.rollout.model_copy(update={"temperature": 1.3})})
+    with Store(db) as store:
+        label_solutions(store, ids, prover, "run-prover", get_completer(prover.completer_settings))
+    base_params, prover_params = config.rollout.key(), prover.rollout.key()
+    with Store(db, read_only=True) as store:
+        def values(sid: str, params: str) -> list[float | None]:
+            problem, steps, correct = store.query(
+                "SELECT problem_id, num_steps, correct FROM solutions WHERE solution_id = ?", [sid]).rows[0]
+            hashes = [h for (h,) in store.query(
+                "SELECT prefix_hash FROM steps WHERE solution_id = ? ORDER BY step_index", [sid]).rows]
+            out = []
+            for h in range(0, steps):
+                n, k = store.query(
+                    "SELECT count(*), count(*) FILTER (WHERE r.correct) FROM work_units u JOIN rollouts r USING (unit_id) "
+                    "WHERE u.problem_id = ? AND u.params = ? AND " + ("u.step_index = 0" if h == 0 else "u.prefix_hash = ?"),
+                    [problem, params] + ([] if h == 0 else [hashes[h - 1]])).rows[0]
+                out.append(k / n if n else None)
+            return out + [1.0 if correct else 0.0]
+
+        rows = store.query("SELECT solution_id, step_index, prover, prover_kind, q_pi, a_mu, reward "
+                           "FROM step_advantages(alpha := 0.5, k := 4) WHERE base_params = ? "
+                           "ORDER BY solution_id, prover, step_index", [base_params]).rows
+        solutions = [sid for (sid,) in store.query("SELECT solution_id FROM solutions").rows]
+        q = {sid: (values(sid, base_params), values(sid, prover_params)) for sid in solutions}
+    assert {kind for *_, kind, _, _, _ in rows} == {"best_of_k", "completer"}
+    for sid in solutions:
+        q_pi, q_prover = q[sid]
+        q_bo4 = [None if q is None else best_of_k(q, 4) for q in q_pi]
+        for kind, q_mu in (("best_of_k", q_bo4), ("completer", q_prover)):
+            stored = [(a, r) for s, _, _, k, _, a, r in rows if s == sid and k == kind]
+            expected = list(zip(advantages(q_mu), effective_rewards(q_pi[1:], advantages(q_mu), 0.5)))
+            assert len(stored) == len(expected)
+            for (a, r), (ea, er) in zip(stored, expected):
+                assert a == pytest.approx(ea) and r == pytest.approx(er)

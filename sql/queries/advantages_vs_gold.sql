@@ -1,0 +1,44 @@
+-- How well each step score separates gold-correct from gold-wrong steps (datasets with gold step
+-- labels, e.g. arith), per prover: AUC of Q_pi, of A_mu and of the effective reward Q_pi + 0.5 A_mu
+-- (Mann-Whitney, ties counted half), and how often A_mu is negative on a gold-correct step.
+-- Best-of-2, -4 and -8 of the base policy and every separate prover, over non-final steps with
+-- rollouts (the final step's value is the outcome, which agrees with gold by construction).
+WITH scored AS (
+    SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages(k := 2)
+    WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL
+    UNION ALL
+    SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages(k := 4)
+    WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL AND prover_kind = 'best_of_k'
+    UNION ALL
+    SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages(k := 8)
+    WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL AND prover_kind = 'best_of_k'
+), long AS (
+    UNPIVOT scored ON q_pi, a_mu, reward INTO NAME score VALUE value
+), ranked AS (
+    SELECT *,
+           rank() OVER (PARTITION BY prover, score ORDER BY value)
+             + (count(*) OVER (PARTITION BY prover, score, value) - 1) / 2.0 AS r
+    FROM long
+), auc AS (
+    SELECT prover, score,
+           (sum(r) FILTER (WHERE gold) - count(*) FILTER (WHERE gold) * (count(*) FILTER (WHERE gold) + 1) / 2.0)
+             / nullif(count(*) FILTER (WHERE gold) * count(*) FILTER (WHERE NOT gold), 0) AS auc
+    FROM ranked
+    GROUP BY ALL
+)
+SELECT s.prover, s.steps, s.gold_correct_share,
+       round(any_value(a.auc) FILTER (WHERE a.score = 'q_pi'), 3)            AS auc_q_pi,
+       round(any_value(a.auc) FILTER (WHERE a.score = 'a_mu'), 3)            AS auc_a_mu,
+       round(any_value(a.auc) FILTER (WHERE a.score = 'reward'), 3)          AS auc_reward,
+       s.negative_a_on_gold_correct
+FROM (
+    SELECT prover,
+           count(*)                                                  AS steps,
+           round(avg(gold::INTEGER), 3)                              AS gold_correct_share,
+           round(avg((a_mu < 0)::INTEGER) FILTER (WHERE gold), 3)    AS negative_a_on_gold_correct
+    FROM scored
+    GROUP BY prover
+) s
+JOIN auc a USING (prover)
+GROUP BY ALL
+ORDER BY s.prover;

@@ -1,0 +1,89 @@
+"""Process advantages (PAV): the formulas on hand-computed numbers, and the store's
+``step_advantages`` macro on a hand-built store (a real DuckDB file) against the same numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.labelling.advantages import advantages, best_of_k, effective_rewards
+from tasks.store import Store
+
+
+def test_best_of_k_is_one_minus_the_chance_that_all_k_fail():
+    assert best_of_k(0.5, 2) == 0.75
+    assert best_of_k(0.2, 4) == pytest.approx(0.5904)  # 1 - 0.8^4
+    assert best_of_k(0.0, 8) == 0.0 and best_of_k(1.0, 3) == 1.0 and best_of_k(0.3, 1) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        best_of_k(0.5, 0)
+    with pytest.raises(ValueError):
+        best_of_k(1.5, 2)
+
+
+def test_advantage_is_the_change_in_value_and_the_reward_adds_alpha_of_it():
+    values = [0.5, 0.75, 0.25, 1.0]  # Q(0) the question, Q(1), Q(2), Q(3) the outcome
+    assert advantages(values) == [0.25, -0.5, 0.75]
+    assert advantages([None, 0.5, None]) == [None, None]
+    assert effective_rewards([0.75, 0.25, 1.0], [0.25, -0.5, 0.75], 0.5) == [0.875, 0.0, 1.375]
+    assert effective_rewards([0.75, None], [None, 0.5], 0.5) == [None, None]
+
+
+A, B = '{"t": "A"}', '{"t": "B"}'  # two rollout sampling settings (JSON, as stored)
+
+
+def _hand_built(store: Store) -> None:
+    """One problem, one wrong 3-step solution; two completer evaluations of its prefixes:
+    base (m, sampling A, N 4): question 1/4, prefix 1 2/4, prefix 2 0/4;
+    prover (m, sampling B, N 4): question 2/4, prefix 1 4/4, prefix 2 1/4."""
+    store.insert_rows("problems", [{"problem_id": "p1", "dataset": "arith", "split": "train", "source": "t",
+                                    "source_row": 1, "question": "q", "gold_answer": "6", "answer_kind": "numeric",
+                                    "meta": "{}"}])
+    store.insert_rows("generations", [{"generation_id": "g1", "problem_id": "p1", "generator_model": "m",
+                                       "params": "{}", "n": 1, "num_tokens": 10, "run_id": "r"}])
+    store.insert_rows("solutions", [{"solution_id": "s1", "problem_id": "p1", "generation_id": "g1",
+                                     "generator_model": "m", "text": "a\nb\nc", "final_answer": "5", "correct": False,
+                                     "grade_status": "ok", "num_tokens": 10, "num_steps": 3, "run_id": "r"}])
+    store.insert_rows("steps", [{"solution_id": "s1", "step_index": i, "text": t, "prefix_hash": f"h{i}",
+                                 "gold": g} for i, t, g in ((1, "a", True), (2, "b", False), (3, "c", False))])
+    outcomes = {A: {0: 1, 1: 2, 2: 0}, B: {0: 2, 1: 4, 2: 1}}  # correct of 4, by prefix
+    for sampling, by_prefix in outcomes.items():
+        for step, correct in by_prefix.items():
+            unit = f"{sampling[-3]}{step}"
+            store.insert_rows("work_units", [{
+                "unit_id": unit, "problem_id": "p1", "prefix_hash": "root" if step == 0 else f"h{step}",
+                "completer_model": "m", "params": sampling, "strategy": "math_shepherd", "budget": 4, "n": 4,
+                "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
+            store.insert_rows("rollouts", [{
+                "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
+                "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
+                "num_tokens": 3, "run_id": "r"} for i in range(4)])
+
+
+def test_step_advantages_macro_matches_hand_computed_values(tmp_path):
+    with Store(tmp_path / "pav.duckdb") as store:
+        _hand_built(store)
+        rows = store.query(
+            "SELECT step_index, prover, q_pi, q_mu_before, q_mu, a_mu, reward, q_source FROM step_advantages(k := 2) "
+            "WHERE base_params = ? ORDER BY prover, step_index", [A]).as_dicts()
+        alpha_02 = store.query("SELECT step_index, reward FROM step_advantages(alpha := 0.2, k := 2) "
+                               "WHERE base_params = ? AND prover = 'bo2' ORDER BY step_index", [A]).rows
+    bo2 = [r for r in rows if r["prover"] == "bo2"]
+    prover = [r for r in rows if r["prover"] != "bo2"]
+    # Base values Q_pi: 0.25 (question), 0.5, 0, and the wrong outcome 0.
+    assert [r["q_pi"] for r in bo2] == [0.5, 0.0, 0.0]
+    assert [r["q_source"] for r in bo2] == ["rollouts", "rollouts", "outcome"]
+    # Best-of-2: 1 - 0.75^2 = 0.4375, 1 - 0.5^2 = 0.75, 0, 0.
+    assert [r["q_mu_before"] for r in bo2] == [0.4375, 0.75, 0.0]
+    assert [r["a_mu"] for r in bo2] == [0.3125, -0.75, 0.0]
+    assert [r["reward"] for r in bo2] == [0.65625, -0.375, 0.0]  # alpha 0.5
+    assert [step for step, _ in alpha_02] == [1, 2, 3]
+    assert [reward for _, reward in alpha_02] == pytest.approx([0.5625, -0.15, 0.0])
+    # The separate prover: values 0.5, 1.0, 0.25, 0 -> advantages 0.5, -0.75, -0.25.
+    assert {r["prover"] for r in prover} == {"m@" + _md5_8(B) + "/N4"}
+    assert [r["a_mu"] for r in prover] == [0.5, -0.75, -0.25]
+    assert [r["reward"] for r in prover] == [0.75, -0.375, -0.125]
+
+
+def _md5_8(text: str) -> str:
+    import hashlib
+
+    return hashlib.md5(text.encode()).hexdigest()[:8]
