@@ -226,8 +226,8 @@ def test_step_advantages_under_a_separate_prover_follow_from_the_stored_rollouts
     db, _ = labelled_copy(solved, tmp_path, "naive+root")
     prover = config.model_copy(update={"db": db, "strategy": "naive+root",
                                        "rollout": config.rollout.model_copy(update={"temperature": 1.3})})
-    with Store(db) as store:
-        label_solutions(store, ids, prover, "run-prover", get_completer(prover.completer_settings))
+    with Store(db) as store:  # the prover on one problem (the macro pairs evaluations per problem)
+        label_solutions(store, ids[:1], prover, "run-prover", get_completer(prover.completer_settings))
     base_params, prover_params = config.rollout.key(), prover.rollout.key()
     with Store(db, read_only=True) as store:
         def values(sid: str, params: str) -> list[float | None]:
@@ -247,14 +247,17 @@ def test_step_advantages_under_a_separate_prover_follow_from_the_stored_rollouts
         rows = store.query("SELECT solution_id, step_index, prover, prover_kind, q_pi, a_mu, reward "
                            "FROM step_advantages(alpha := 0.5, k := 4) WHERE base_params = ? "
                            "ORDER BY solution_id, prover, step_index", [base_params]).rows
-        solutions = [sid for (sid,) in store.query("SELECT solution_id FROM solutions").rows]
+        solutions = dict(store.query("SELECT solution_id, problem_id = ? FROM solutions", [ids[0]]).rows)
         q = {sid: (values(sid, base_params), values(sid, prover_params)) for sid in solutions}
     assert {kind for *_, kind, _, _, _ in rows} == {"best_of_k", "completer"}
-    for sid in solutions:
+    for sid, proved in solutions.items():
         q_pi, q_prover = q[sid]
-        q_bo4 = [None if q is None else best_of_k(q, 4) for q in q_pi]
+        q_bo4 = [None if v is None else best_of_k(v, 4) for v in q_pi]
         for kind, q_mu in (("best_of_k", q_bo4), ("completer", q_prover)):
             stored = [(a, r) for s, _, _, k, _, a, r in rows if s == sid and k == kind]
+            if kind == "completer" and not proved:
+                assert stored == []  # the prover rolled out nothing of this problem
+                continue
             expected = list(zip(advantages(q_mu), effective_rewards(q_pi[1:], advantages(q_mu), 0.5)))
             assert len(stored) == len(expected)
             for (a, r), (ea, er) in zip(stored, expected):
