@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -54,6 +54,23 @@ def _redact_urls(data: Any) -> Any:
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo in a config must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields whose default differs from their model's own defaults (e.g. rollout sampling, 128
+    # tokens and a loop stop): a partial dict for one of them changes the keys it names and keeps
+    # the field's other defaults, instead of every unnamed key falling back to the model's.
+    _partial_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_keeps_field_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in cls._partial_fields:
+            given = data.get(name)
+            factory = cls.model_fields[name].default_factory
+            if isinstance(given, dict) and factory is not None:
+                data = {**data, name: {**factory().model_dump(), **given}}
+        return data
 
     def public_dump(self) -> dict[str, Any]:
         """The config as JSON data with credentials in server URLs redacted (``runs.config``, events)."""
@@ -256,6 +273,8 @@ class DatasetSettings(_Strict):
 class LabelConfig(_Strict):
     """Math-Shepherd step labelling: M solutions per problem, N rollouts per step prefix."""
 
+    _partial_fields = ("generation", "rollout")
+
     db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     solutions: int = Field(4, ge=1, description="M: solutions sampled per problem (one request, n=M)")
@@ -389,6 +408,8 @@ def _default_validation_datasets() -> tuple[DatasetSettings, ...]:
 
 class EvalConfig(_Strict):
     """Best-of-N evaluation of reward models on candidate pools sampled once per dataset."""
+
+    _partial_fields = ("sampling",)
 
     db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
     datasets: tuple[DatasetSettings, ...] = Field(

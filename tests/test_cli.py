@@ -83,6 +83,11 @@ def test_config_file_and_flag_overrides_compose(tmp_path):
     assert config.rollouts == 4  # set flags win
     assert config.generation.temperature == 0.2 and config.generation.max_tokens == 192  # siblings keep defaults
     assert config.completer is None and config.completer_settings == config.generator
+    # A partial sampling block in the file keeps the field's own defaults for the keys it leaves out.
+    partial = _build_config(LabelConfig, {"generation": {"temperature": 0.9}, "rollout": {"top_p": 0.9}}, {})
+    assert (partial.generation.temperature, partial.generation.max_tokens) == (0.9, 192)
+    assert partial.rollout.top_p == 0.9 and partial.rollout.repetition_stop == LabelConfig().rollout.repetition_stop
+    assert _build_config(LabelConfig, {"rollout": {"repetition_stop": None}}, {}).rollout.repetition_stop is None
 
     # The factory's nested config composes the same way; one --db reaches every stage.
     factory = _build_config(FactoryConfig, {"label": {"rollouts": 2, "retrain_threshold_steps": 9}},
