@@ -7,6 +7,7 @@ import pytest
 
 from tasks.labelling.advantages import advantages, best_of_k, effective_rewards
 from tasks.store import Store
+from tests.helpers import seed_store
 
 
 def test_best_of_k_is_one_minus_the_chance_that_all_k_fail():
@@ -34,16 +35,7 @@ def _hand_built(store: Store) -> None:
     """One problem, one wrong 3-step solution; two completer evaluations of its prefixes:
     base (m, sampling A, N 4): question 1/4, prefix 1 2/4, prefix 2 0/4;
     prover (m, sampling B, N 4): question 2/4, prefix 1 4/4, prefix 2 1/4."""
-    store.insert_rows("problems", [{"problem_id": "p1", "dataset": "arith", "split": "train", "source": "t",
-                                    "source_row": 1, "question": "q", "gold_answer": "6", "answer_kind": "numeric",
-                                    "meta": "{}"}])
-    store.insert_rows("generations", [{"generation_id": "g1", "problem_id": "p1", "generator_model": "m",
-                                       "params": "{}", "n": 1, "num_tokens": 10, "run_id": "r"}])
-    store.insert_rows("solutions", [{"solution_id": "s1", "problem_id": "p1", "generation_id": "g1",
-                                     "generator_model": "m", "text": "a\nb\nc", "final_answer": "5", "correct": False,
-                                     "grade_status": "ok", "num_tokens": 10, "num_steps": 3, "run_id": "r"}])
-    store.insert_rows("steps", [{"solution_id": "s1", "step_index": i, "text": t, "prefix_hash": f"h{i}",
-                                 "gold": g} for i, t, g in ((1, "a", True), (2, "b", False), (3, "c", False))])
+    seed_store(store, {}, False, [True, False, False])  # p1, wrong solution s1 with steps a b c (h1..h3)
     outcomes = {A: {0: 1, 1: 2, 2: 0}, B: {0: 2, 1: 4, 2: 1}}  # correct of 4, by prefix
     for sampling, by_prefix in outcomes.items():
         for step, correct in by_prefix.items():
