@@ -338,8 +338,11 @@ def label(
 @app.command()
 def train(
     kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution)")] = None,
-    target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft)")] = None,
-    after_first_error: Annotated[Optional[str], typer.Option(help="prm: drop | keep the steps after the first HE=0 step")] = None,
+    target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft) | pav (process advantage: the prover's effective reward, squashed to [0, 1])")] = None,
+    prover: Annotated[Optional[str], typer.Option(help="pav: the prover, bo<K> (Best-of-K of the base policy, default bo4) or a completer evaluation <completer>@<hash>/N<budget> (SELECT DISTINCT prover FROM step_advantages())")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="pav: reward = Q_pi + alpha * A_mu (default 0.5)")] = None,
+    class_balance: Annotated[Optional[bool], typer.Option("--class-balance/--no-class-balance", help="weigh steps with target < 0.5 and >= 0.5 equally in the loss (default off)")] = None,
+    after_first_error: Annotated[Optional[str], typer.Option(help="prm: drop | keep the steps after the first HE=0 step (not used by pav)")] = None,
     inferred_labels: Annotated[Optional[str], typer.Option(help="prm: include | exclude steps whose label a strategy inferred without rollouts (default include)")] = None,
     base_model: Annotated[Optional[str], typer.Option(help="base causal LM: alias, local folder or HF id")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="train only on this dataset (repeatable)")] = None,
@@ -364,7 +367,7 @@ def train(
 
     config = _config(TrainConfig, config_file, {
         **_db_overrides(db), "kind": kind, "target": target, "after_first_error": after_first_error,
-        "inferred_labels": inferred_labels,
+        "inferred_labels": inferred_labels, "prover": prover, "alpha": alpha, "class_balance": class_balance,
         "base_model": base_model, "datasets": list(dataset) if dataset else None, "epochs": epochs,
         "batch_size": batch_size, "micro_batch_size": micro_batch_size, "precision": precision,
         "gradient_checkpointing": gradient_checkpointing, "lora": {"r": lora_r} if lora_r else None,
@@ -414,8 +417,8 @@ def _eval_overrides(prefix: str, dataset: list[str] | None, limit: int | None, v
     return adjust
 
 
-def _print_evaluations(evaluations) -> None:
-    from tasks.best_of_n import diagnostics_table, results_table
+def _print_evaluations(evaluations, aggregation: str = "last") -> None:
+    from tasks.best_of_n import compute_table, diagnostics_table, results_table
 
     for e in evaluations:
         columns, rows = results_table(e)
@@ -427,6 +430,11 @@ def _print_evaluations(evaluations) -> None:
             _print_rows(columns, [tuple(r) for r in rows],
                         f"scorer diagnostics on {e.dataset}/{e.split}: AUC vs correctness (0.5 = chance), "
                         "rank correlation with length")
+        if any(r.method.startswith("beam") for r in e.results):
+            columns, rows = compute_table(e, aggregation)
+            _print_rows(columns, [tuple(r) for r in rows],
+                        f"compute-matched on {e.dataset}/{e.split}: accuracy vs generated tokens per problem "
+                        f"(PRM methods: {aggregation})")
         for line in e.line_errors:
             err.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
 
@@ -450,6 +458,11 @@ def eval_command(
     temperature: Annotated[Optional[float], typer.Option(help="pool sampling temperature (default 0.8)")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="max tokens per candidate (default 256)")] = None,
     validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 40)")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", help="best_of_n (always run) | beam: also verifier-guided beam search on the test pools, compared with best-of-N at equal generated tokens (repeatable)")] = None,
+    beam_width: Annotated[Optional[list[int]], typer.Option("--beam-width", help="beam: width B (repeatable; default 1, 2, 4)")] = None,
+    expansions: Annotated[Optional[int], typer.Option(help="beam: next steps C sampled per beam per round (default 3)")] = None,
+    reward: Annotated[Optional[str], typer.Option(help="beam: rank steps by q (the PRM's score) or pav (Q + alpha * A under Best-of-K; default)")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="beam: weight of the advantage under pav (default 0.5)")] = None,
     step_format: StepFormatOption = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
@@ -457,14 +470,16 @@ def eval_command(
     db: DbOption = None,
 ) -> None:
     """Best-of-N evaluation (the evaluate flow; config: EvalConfig): pass@1, majority, ORM, PRM (min/last/prod/mean),
-    PRM-weighted vote, on the test and validation pools, with scorer diagnostics."""
+    PRM-weighted vote, on the test and validation pools, with scorer diagnostics. With --method beam also
+    verifier-guided beam search with the PRM, printed against best-of-N at equal generated tokens."""
     from flows.evaluate import evaluate
     from tasks.config import EvalConfig
 
     config = _config(EvalConfig, config_file, {
         **_db_overrides(db), "n_max": n_max, "prm": prm, "orm": orm, "plot": str(plot) if plot else None,
         "generator.model": generator, "sampling.temperature": temperature, "sampling.max_tokens": max_tokens,
-        "step_format": step_format,
+        "step_format": step_format, "methods": method, "beam.widths": beam_width, "beam.expansions": expansions,
+        "beam.reward": reward, "beam.alpha": alpha,
     }, _eval_overrides("", dataset, limit, validation_limit), show_config)
     if pool is not None and not pool.is_file():
         _fail(f"{pool}: pool file not found")
@@ -485,9 +500,13 @@ def eval_command(
         sys.stdout.write(json.dumps({"run_id": result["run_id"], "evaluations": _evaluation_json(result["evaluations"])},
                                     default=_json_default, indent=1) + "\n")
         return
-    _print_evaluations(result["evaluations"])
+    _print_evaluations(result["evaluations"], config.beam.select)
     if config.plot:
         console.print(f"plot: {config.plot}")
+        if "beam" in config.methods and pool is None:
+            from tasks.best_of_n import compute_plot_path
+
+            console.print(f"accuracy vs tokens: {compute_plot_path(config.plot)}")
 
 
 @app.command()

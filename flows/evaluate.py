@@ -1,4 +1,6 @@
-"""The evaluate flow: candidate pools -> reward-model scores -> best-of-N accuracies + diagnostics.
+"""The evaluate flow: candidate pools -> reward-model scores -> best-of-N accuracies + diagnostics
+(-> with ``methods: [beam]``, verifier-guided beam search on the test pools, compared at equal
+generated tokens).
 
 Run it with ``prmf eval`` or as a Prefect deployment. Pools are sampled once per dataset and
 reused; each model scores a candidate once. Test pools (``datasets``) are reported; validation
@@ -19,6 +21,7 @@ from tasks.best_of_n import evaluate_pool_task, import_pool_task, prepare_pool_t
 from tasks.config import EvalConfig
 from tasks.models import prepare_model
 from tasks.runs import recorded_run
+from tasks.search.runner import beam_search_task
 
 
 def _run_name() -> str:
@@ -34,7 +37,8 @@ def _run_name() -> str:
 
 @flow(name="evaluate", flow_run_name=_run_name, log_prints=True)
 def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -> dict[str, Any]:
-    """Best-of-N accuracy of the PRM and ORM (and score-free baselines) at N = 1, 2, 4, ... n_max."""
+    """Best-of-N accuracy of the PRM and ORM (and score-free baselines) at N = 1, 2, 4, ... n_max;
+    with ``beam`` in ``config.methods`` also beam search at each configured width."""
     with recorded_run(config.db, "evaluate", config) as run_id:
         if pool_file is not None:
             pools, validation = [import_pool_task(config, run_id, pool_file)], []
@@ -43,5 +47,9 @@ def evaluate(config: EvalConfig = EvalConfig(), pool_file: Path | None = None) -
             pools = [prepare_pool_task(config, run_id, settings) for settings in config.datasets]
             validation = [prepare_pool_task(config, run_id, settings) for settings in config.validation]
         evaluations = [evaluate_pool_task(config, pool, run_id) for pool in [*validation, *pools]]
-        publish_evaluation_task(evaluations, config.plot)  # the tables and the plot (written to config.plot)
+        if "beam" in config.methods and pool_file is None:  # searches need the problems, not a file's answers
+            tested = evaluations[len(validation):]
+            evaluations[len(validation):] = [beam_search_task(config, pool, e, run_id) for pool, e in zip(pools, tested)]
+        # the tables and the plots (written next to config.plot)
+        publish_evaluation_task(evaluations, config.plot, config.beam.select)
     return {"run_id": run_id, "pools": pools, "validation_pools": validation, "evaluations": evaluations}

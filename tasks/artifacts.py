@@ -16,16 +16,27 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.best_of_n import PoolEvaluation, diagnostics_table, plot_accuracy, results_table
+from tasks.best_of_n import (
+    PoolEvaluation,
+    compute_plot_path,
+    compute_table,
+    diagnostics_table,
+    plot_accuracy,
+    plot_compute,
+    results_table,
+)
 from tasks.ingest import IngestSummary
 from tasks.progress import artifact_key
 from tasks.promotion import Decision
 from tasks.store import Store
 
 
-def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
+def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None,
+                       aggregation: str = "last") -> None:
     """One table per pool (accuracy [95% CI] per method and N) and one markdown with the plot
-    embedded; the plot is also written to ``plot_path`` when given."""
+    embedded; the plot is also written to ``plot_path`` when given. Pools with beam-search results
+    also get the compute-matched table and the accuracy-vs-tokens plot (PRM methods read with
+    ``aggregation``)."""
     for evaluation in evaluations:
         columns, rows = results_table(evaluation)
         create_table_artifact(
@@ -50,6 +61,24 @@ def publish_evaluation(evaluations: Sequence[PoolEvaluation], plot_path: Path | 
     if plot_path is not None:
         lines += ["", f"PNG: [{Path(plot_path).resolve()}](file://{Path(plot_path).resolve()})"]
     create_markdown_artifact("\n".join(lines), key="eval-plot", description="accuracy vs N per dataset")
+    searched = [e for e in evaluations if any(r.method.startswith("beam") for r in e.results)]
+    if searched:
+        publish_compute(searched, aggregation, compute_plot_path(plot_path))
+
+
+def publish_compute(evaluations: Sequence[PoolEvaluation], aggregation: str, plot_path: Path | None) -> None:
+    """Beam search against best-of-N at equal generated tokens: a table per pool and the plot."""
+    for evaluation in evaluations:
+        columns, rows = compute_table(evaluation, aggregation)
+        create_table_artifact(
+            [dict(zip(columns, row)) for row in rows],
+            key=artifact_key("compute", evaluation.dataset, evaluation.split),
+            description=f"accuracy vs generated tokens on {evaluation.dataset}/{evaluation.split} "
+                        f"(PRM {evaluation.prm or '-'}, aggregation {aggregation})",
+        )
+    image = base64.b64encode(plot_compute(evaluations, aggregation, plot_path)).decode()
+    create_markdown_artifact(f"# Accuracy vs generated tokens\n\n![accuracy vs tokens](data:image/png;base64,{image})\n",
+                             key="eval-compute-plot", description="beam search vs best-of-N at equal tokens")
 
 
 def publish_decisions(decisions: Sequence[Decision]) -> None:
@@ -117,8 +146,9 @@ def publish_exhaustion_task(selected: IngestSummary) -> None:
 
 
 @task(name="publish-evaluation", cache_policy=NO_CACHE, task_run_name="publish-evaluation")
-def publish_evaluation_task(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None) -> None:
-    publish_evaluation(evaluations, plot_path)
+def publish_evaluation_task(evaluations: Sequence[PoolEvaluation], plot_path: Path | None = None,
+                            aggregation: str = "last") -> None:
+    publish_evaluation(evaluations, plot_path, aggregation)
 
 
 @task(name="publish-retrain", cache_policy=NO_CACHE, task_run_name="publish-training-and-promotion")

@@ -132,6 +132,7 @@ def pool_candidates(
             answer=row["final_answer"], correct=row["correct"],
             step_scores=prm_scores[(pid, row["candidate_index"])][0] if prm_id else None,
             outcome_score=orm_scores[(pid, row["candidate_index"])][0][-1] if orm_id else None,
+            num_tokens=row["num_tokens"],
         ) for row in by_problem[pid]] for pid in keys]
     return keys, problems
 
@@ -236,6 +237,77 @@ def diagnostics_table(evaluation: PoolEvaluation) -> tuple[list[str], list[list[
     rows = [[d.model_id, d.aggregation or "outcome", f"{d.candidates} ({d.correct})", _number(d.auc),
              _number(d.spearman_steps), _number(d.spearman_tokens), d.truncated] for d in evaluation.diagnostics]
     return columns, rows
+
+
+COMPUTE_METHODS = ("majority", "orm_best_of_n", "prm_best_of_n", "prm_weighted_vote")
+
+
+def compute_points(evaluation: PoolEvaluation, aggregation: str) -> list[MethodResult]:
+    """The methods compared at equal generated tokens: majority, ORM and PRM best-of-N, weighted
+    vote (PRM methods with ``aggregation``) and every search; sorted by tokens."""
+    points = [r for r in evaluation.results if r.tokens is not None and (
+        r.method.startswith("beam") or (r.method in COMPUTE_METHODS and r.aggregation in (None, aggregation)))]
+    return sorted(points, key=lambda r: (r.tokens, method_name(r)))
+
+
+def compute_table(evaluation: PoolEvaluation, aggregation: str) -> tuple[list[str], list[list[Any]]]:
+    """Accuracy against generated tokens per problem, each search next to the best-of-N at the
+    largest N that costs no more than it (the compute-matched comparison)."""
+    points = compute_points(evaluation, aggregation)
+    best_of_n = sorted((r for r in points if r.method == "prm_best_of_n"), key=lambda r: r.tokens)
+    columns = ["method", "N or B", "tokens/problem", "accuracy [95% CI]", "PRM best-of-N at no more tokens"]
+    rows = []
+    for r in points:
+        matched = ""
+        if r.method.startswith("beam"):
+            cheaper = [b for b in best_of_n if b.tokens <= r.tokens]
+            matched = (f"N={cheaper[-1].n}: {cheaper[-1].accuracy:.3f} [{cheaper[-1].ci_low:.2f}, "
+                       f"{cheaper[-1].ci_high:.2f}] at {cheaper[-1].tokens:.0f}" if cheaper else "none is as cheap")
+        rows.append([method_name(r), r.n, f"{r.tokens:.0f}", f"{r.accuracy:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]",
+                     matched])
+    return columns, rows
+
+
+def plot_compute(evaluations: Sequence[PoolEvaluation], aggregation: str, path: Path | None = None) -> bytes:
+    """Accuracy vs generated tokens per problem (log axis, 95% interval bars), one panel per pool
+    with a search: the compute-matched curves of best-of-N and beam search."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [e for e in evaluations if any(r.method.startswith("beam") for r in e.results)] or list(evaluations)
+    fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 4.4), squeeze=False)
+    for ax, evaluation in zip(axes[0], shown):
+        curves: dict[str, list[MethodResult]] = {}
+        for r in compute_points(evaluation, aggregation):
+            curves.setdefault(method_name(r), []).append(r)
+        for name, points in curves.items():
+            ys = [p.accuracy for p in points]
+            ax.errorbar([p.tokens for p in points], ys, yerr=[[y - p.ci_low for y, p in zip(ys, points)],
+                                                             [p.ci_high - y for y, p in zip(ys, points)]],
+                        marker="s" if name.startswith("beam") else "o", capsize=2, elinewidth=0.8, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("generated tokens per problem")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{evaluation.dataset}/{evaluation.split} ({evaluation.problems} problems, 95% CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    data = buffer.getvalue()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+def compute_plot_path(plot: Path | None) -> Path | None:
+    """Where the accuracy-vs-tokens plot goes: next to the accuracy-vs-N plot."""
+    return None if plot is None else Path(plot).with_name(f"{Path(plot).stem}-tokens.png")
 
 
 def _number(value: float | None) -> str:

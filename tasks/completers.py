@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tasks.config import ModelSettings, SamplingSettings, redact_url
 from tasks.guard import guard_descendants
@@ -115,9 +115,14 @@ def _release_cached_memory() -> None:
 
 @dataclass(frozen=True)
 class Completion:
+    """One sampled continuation. ``finish_reason``: ``stop`` (end of text or a stop string) or
+    ``length``; ``stop_reason``: the stop string that ended it (None: it did not end at one), so
+    a beam search can tell a finished step from a finished solution."""
+
     text: str
     num_tokens: int
     finish_reason: str | None = None
+    stop_reason: str | None = None
 
 
 class Completer(Protocol):
@@ -315,7 +320,8 @@ class VLLMCompleter(_TemplatedCompleter):
         per_prompt = params(None) if seeds is None else [params(s) for s in seeds]
         outputs = self.llm.generate(list(prompts), per_prompt, use_tqdm=False)
         return [
-            [Completion(c.text, len(c.token_ids), c.finish_reason) for c in sorted(o.outputs, key=lambda c: c.index)]
+            [Completion(c.text, len(c.token_ids), c.finish_reason, c.stop_reason if isinstance(c.stop_reason, str) else None)
+             for c in sorted(o.outputs, key=lambda c: c.index)]
             for o in outputs
         ]
 
@@ -402,7 +408,8 @@ class OpenAICompleter(_TemplatedCompleter):
             raise CompleterError(f"server {shown} returned {len(choices)} choices for {len(prompts)} prompts x n={n}")
         grouped = [choices[i * n : (i + 1) * n] for i in range(len(prompts))]
         return [
-            [Completion(c["text"], self.count_tokens(c["text"]), c.get("finish_reason")) for c in group]
+            [Completion(c["text"], self.count_tokens(c["text"]), c.get("finish_reason"), _stop_string(c, sampling))
+             for c in group]
             for group in grouped
         ]
 
@@ -421,6 +428,13 @@ class OpenAICompleter(_TemplatedCompleter):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _stop_string(choice: dict[str, Any], sampling: SamplingSettings) -> str | None:
+    """The stop string that ended an OpenAI-API choice: vLLM servers name it in ``stop_reason``
+    (a token id there is an EOS-like stop token, not a string)."""
+    reason = choice.get("stop_reason")
+    return reason if isinstance(reason, str) and reason in sampling.stop else None
 
 
 class HFCompleter(_TemplatedCompleter):
@@ -487,7 +501,8 @@ class HFCompleter(_TemplatedCompleter):
         length = row.index(eos) + 1 if eos in row else len(row)
         finish = "stop" if eos in row else "length"
         text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        found = [(i, s) for s in stop if (i := text.find(s)) >= 0]
+        cut, stop_string = min(found) if found else (-1, None)
         if cut >= 0:
             # generate keeps the stop string (vLLM and OpenAI servers leave it out): cut it off, and
             # count the tokens up to the one that completed it, as vLLM does. A token prefix that
@@ -501,7 +516,7 @@ class HFCompleter(_TemplatedCompleter):
                 else:
                     lo = mid + 1
             length = lo
-        return Completion(text, length, finish)
+        return Completion(text, length, finish, stop_string)
 
 
 def has_repeating_tail(tokens: Sequence[int], min_len: int, max_len: int, count: int) -> bool:

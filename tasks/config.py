@@ -353,11 +353,25 @@ class TrainConfig(_Strict):
     db: Path = Field(default_factory=default_db_path, description="DuckDB file with the labels (env PRMF_DB)")
     kind: Literal["prm", "orm"] = Field("prm", description="prm: a score per step; orm: one score per solution")
     base_model: str = Field(EMBEDDED_MODEL, description="causal LM to fine-tune: alias, local folder or HF id")
-    target: Literal["he", "se"] = Field(
-        "he", description="prm step target: he (hard, 0/1 cross-entropy) or se (soft, BCE on the probability)"
+    target: Literal["he", "se", "pav"] = Field(
+        "he", description="prm step target: he (hard, 0/1 cross-entropy), se (soft, BCE on the probability) or pav "
+        "(process advantage: soft BCE on the effective reward Q_pi + alpha * A_mu of `prover`, squashed affinely "
+        "to [0, 1] as (reward + alpha) / (1 + 2 alpha))"
+    )
+    prover: str = Field(
+        "bo4", description="target pav: the prover mu whose advantage A_mu the reward adds, named as step_advantages "
+        "names it: bo<K> (Best-of-K of the base policy, analytic from the stored rates) or a completer evaluation "
+        "that labelled the same prefixes, <completer>@<md5(sampling)[:8]>/N<budget>"
+    )
+    alpha: float = Field(0.5, ge=0, description="target pav: weight of the prover's advantage in the reward "
+                         "Q_pi + alpha * A_mu (0.5 in Setlur et al. 2024)")
+    class_balance: bool = Field(
+        False, description="weigh the steps whose target is < 0.5 and those >= 0.5 equally in the loss (per-tag "
+        "weight n / (2 n_bucket) over the training set), as the PAV paper's class-balanced training; any target"
     )
     after_first_error: Literal["drop", "keep"] = Field(
-        "drop", description="prm: drop the steps after the first HE=0 step (as the Qwen PRM paper does) or keep them"
+        "drop", description="prm: drop the steps after the first HE=0 step (as the Qwen PRM paper does) or keep them; "
+        "not used by target pav (every step with a reward trains)"
     )
     inferred_labels: Literal["include", "exclude"] = Field(
         "include",
@@ -391,6 +405,16 @@ class TrainConfig(_Strict):
     lora: LoraSettings | None = Field(None, description="train LoRA adapters (peft) instead of every weight; "
                                       "the saved checkpoint has them merged")
 
+    @field_validator("prover")
+    @classmethod
+    def _prover_name(cls, prover: str) -> str:
+        import re
+
+        if re.fullmatch(r"bo[1-9][0-9]*", prover) or re.fullmatch(r".+@[0-9a-f]{8}/N[1-9][0-9]*", prover):
+            return prover
+        raise ValueError(f"prover {prover!r} is neither bo<K> (K >= 1, e.g. bo4) nor a completer evaluation "
+                         "<completer>@<md5(sampling)[:8]>/N<budget> (see `SELECT DISTINCT prover FROM step_advantages()`)")
+
     @model_validator(mode="after")
     def _micro_batch_divides(self) -> "TrainConfig":
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
@@ -404,6 +428,37 @@ def _default_eval_datasets() -> tuple[DatasetSettings, ...]:
 
 def _default_validation_datasets() -> tuple[DatasetSettings, ...]:
     return (DatasetSettings(name="arith", split="validation", limit=40),)
+
+
+class BeamSettings(_Strict):
+    """Verifier-guided beam search (as in "Rewarding Progress", Setlur et al. 2024, and
+    search-and-learn): B beams, each expanded by C sampled next steps; the top B unfinished
+    candidates by the ranking reward go on, finished ones (an answer, the end of text, or the
+    step budget) are kept; the answer is the finished candidate the verifier scores highest."""
+
+    widths: tuple[int, ...] = Field((1, 2, 4), min_length=1, description="beam widths B to run (one search each)")
+    expansions: int = Field(3, ge=1, description="C: next steps sampled per beam per round")
+    max_steps: int = Field(10, ge=1, description="rounds of expansion; beams still open then are finished to the end")
+    step_max_tokens: int = Field(64, ge=1, description="tokens one sampled step may take")
+    reward: Literal["q", "pav"] = Field(
+        "pav",
+        description="ranking of candidate steps: q = the verifier's step score Q; pav = Q + alpha * A_BoK, the advantage "
+        "under Best-of-K of the base policy computed from the verifier's Q (1 - (1 - Q)^K, as the paper does); a "
+        "verifier trained with --target pav already scores the effective reward and is read as such",
+    )
+    alpha: float = Field(0.5, ge=0, description="pav: weight of the advantage")
+    prover_k: int = Field(4, ge=1, description="pav: K of the Best-of-K prover")
+    select: Literal["min", "last", "prod", "mean"] = Field(
+        "last", description="final answer: the finished candidate with the highest aggregated verifier score "
+        "(last: the final step's score, the verifier read as an outcome verifier)"
+    )
+
+    @field_validator("widths")
+    @classmethod
+    def _positive_widths(cls, widths: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w < 1 for w in widths):
+            raise ValueError(f"beam widths must be >= 1, got {list(widths)}")
+        return tuple(sorted(set(widths)))
 
 
 class EvalConfig(_Strict):
@@ -444,7 +499,14 @@ class EvalConfig(_Strict):
     )
     grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
     grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
-    plot: Path | None = Field(None, description="write an accuracy-vs-N PNG here (one panel per dataset)")
+    plot: Path | None = Field(None, description="write an accuracy-vs-N PNG here (one panel per dataset); with beam "
+                              "search also <name>-tokens.png, accuracy vs generated tokens")
+    methods: tuple[Literal["best_of_n", "beam"], ...] = Field(
+        ("best_of_n",),
+        description="best_of_n: selection among the pool's candidates (always run); beam: also verifier-guided beam search on the "
+        "test pools' problems with the PRM, compared with best-of-N at equal generated tokens",
+    )
+    beam: BeamSettings = Field(default_factory=BeamSettings, description="beam search settings (methods: beam)")
 
     @field_validator("validation")
     @classmethod

@@ -48,13 +48,14 @@ class Candidate:
     """One sampled solution of a problem, graded and (optionally) scored.
 
     ``step_scores`` are PRM per-step probabilities in [0, 1]; ``outcome_score`` is an ORM score of
-    the whole solution.
+    the whole solution; ``num_tokens`` what generating it cost.
     """
 
     answer: str | None
     correct: bool
     step_scores: tuple[float | None, ...] | None = None
     outcome_score: float | None = None
+    num_tokens: int | None = None  # generated tokens (the compute behind the candidate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +238,8 @@ def bootstrap_ci(
 class MethodResult:
     """Accuracy of one selection method at one N over ``problems`` problems, with its bootstrap CI.
 
-    ``aggregation`` is the PRM step-score aggregation (None for methods that use no PRM).
+    ``aggregation`` is the PRM step-score aggregation (None for methods that use no PRM);
+    ``tokens`` the mean generated tokens per problem behind it (None: candidates without counts).
     """
 
     method: str
@@ -247,6 +249,7 @@ class MethodResult:
     problems: int
     ci_low: float
     ci_high: float
+    tokens: float | None = None
 
 
 def _step_scores(cands: Sequence[Candidate], how: Aggregation) -> list[float]:
@@ -309,6 +312,14 @@ def selection_outcomes(
     return [method_outcome(cands, method, how) for cands in picked]
 
 
+def mean_tokens(picked: Sequence[Sequence[Candidate]]) -> float | None:
+    """Mean over problems of the generated tokens of their picked candidates (every method at one
+    N reads the same candidates, so they cost the same); None if a candidate has no count."""
+    if any(c.num_tokens is None for cands in picked for c in cands):
+        return None
+    return math.fsum(sum(c.num_tokens for c in cands) for cands in picked) / len(picked)
+
+
 def evaluate_pool(
     problems: Sequence[Sequence[Candidate]], ns: Sequence[int], keys: Sequence[str], seed: int = 0
 ) -> list[MethodResult]:
@@ -335,11 +346,12 @@ def evaluate_pool(
     results = []
     for n in dict.fromkeys(ns):
         picked = [[cands[index] for index in subset[n]] for cands, subset in zip(problems, subsets)]
+        tokens = mean_tokens(picked)
         for method, how in methods:
             values = [method_outcome(cands, method, how) for cands in picked]
             low, high = bootstrap_ci(values, seed=seed)
             accuracy = math.fsum(values) / len(values)
-            results.append(MethodResult(method, how, n, accuracy, len(values), low, high))
+            results.append(MethodResult(method, how, n, accuracy, len(values), low, high, tokens))
     return results
 
 

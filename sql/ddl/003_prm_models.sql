@@ -3,7 +3,7 @@ CREATE TABLE prm_models (
     model_id          VARCHAR PRIMARY KEY,     -- <kind>-<target>-<utc time>-<hash>
     kind              VARCHAR NOT NULL CHECK (kind IN ('prm', 'orm')),
     base_model        VARCHAR NOT NULL,
-    target            VARCHAR NOT NULL,        -- he | se (prm), correct (orm)
+    target            VARCHAR NOT NULL,        -- he | se | pav (prm), correct (orm)
     path              VARCHAR NOT NULL,        -- checkpoint folder (save_pretrained + prm.json)
     data_snapshot     JSON NOT NULL,           -- problems, solutions, steps, last rollout time/run used
     hyperparameters   JSON NOT NULL,

@@ -37,3 +37,21 @@ def advantages(values: Sequence[float | None]) -> list[float | None]:
 def effective_rewards(q_pi: Sequence[float | None], a_mu: Sequence[float | None], alpha: float) -> list[float | None]:
     """Q_pi(h) + alpha * A_mu(h) per step; None where either is unknown."""
     return [None if q is None or a is None else q + alpha * a for q, a in zip(q_pi, a_mu)]
+
+
+def squash_reward(reward: float, alpha: float) -> float:
+    """The effective reward as a training target in [0, 1]: ``(reward + alpha) / (1 + 2 alpha)``.
+
+    Q_pi is in [0, 1] and A_mu in [-1, 1], so the reward lies in [-alpha, 1 + alpha] and this affine
+    map is exact and invertible (:func:`unsquash_score`); the clip only absorbs rounding."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return min(1.0, max(0.0, (reward + alpha) / (1.0 + 2.0 * alpha)))
+
+
+def unsquash_score(score: float, alpha: float) -> float:
+    """A PAV verifier's score (a probability) read back as an effective reward:
+    ``score * (1 + 2 alpha) - alpha``, the inverse of :func:`squash_reward`."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return score * (1.0 + 2.0 * alpha) - alpha

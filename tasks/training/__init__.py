@@ -3,7 +3,9 @@
 
 The trained checkpoint is a step-tag verifier (:mod:`tasks.verifiers.step_tag`): a PRM tags
 every step and learns the step targets, an ORM tags the final step and learns the solution's
-correctness. Both use one loss (:func:`.loop.step_loss`).
+correctness. Both use one loss (:func:`.loop.step_loss`). A PAV model (``target="pav"``) is a PRM
+whose score is the squashed effective reward; its prm.json names the prover, alpha and base
+evaluation, so :func:`tasks.labelling.advantages.unsquash_score` reads a score back as a reward.
 
 Checkpoint. The epoch with the best validation loss is saved if it beats the base model;
 otherwise the last epoch is. ``val_metrics`` are the saved epoch's, with ``saved_epoch`` and
@@ -36,11 +38,13 @@ from tasks.registry import label_snapshot
 from tasks.store import Store, to_json
 from tasks.training.data import (
     Example,
+    TrainingData,
     TrainingError,
     eval_questions,
     evaluation_pool_questions,
     is_eval_problem,
     load_examples,
+    load_training_data,
     normalize_question,
     split_by_problem,
     step_targets,
@@ -48,6 +52,7 @@ from tasks.training.data import (
 from tasks.training.loop import (
     PrecisionPolicy,
     Trainer,
+    class_balance_weights,
     evaluate,
     length_grouped_batches,
     load_trainable_model,
@@ -57,10 +62,11 @@ from tasks.training.loop import (
 from tasks.verifiers import VERIFIER_METADATA
 from tasks.verifiers.step_tag import BAD, GOOD, STEP_TAG, StepTagCodec, default_device
 
-__all__ = ["Example", "PrecisionPolicy", "TrainResult", "Trainer", "TrainingError", "eval_questions", "evaluate",
-           "evaluation_pool_questions", "is_eval_problem", "length_grouped_batches", "load_examples",
-           "load_trainable_model", "normalize_question", "precision_policy", "split_by_problem", "step_loss",
-           "step_targets", "train_reward_model", "train_task"]
+__all__ = ["Example", "PrecisionPolicy", "TrainResult", "Trainer", "TrainingData", "TrainingError",
+           "class_balance_weights", "eval_questions", "evaluate", "evaluation_pool_questions", "is_eval_problem",
+           "length_grouped_batches", "load_examples", "load_trainable_model", "load_training_data",
+           "normalize_question", "precision_policy", "split_by_problem", "step_loss", "step_targets",
+           "train_reward_model", "train_task"]
 
 
 @dataclass
@@ -79,17 +85,18 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
 
     The store is released while the model trains, so label runs can keep storing meanwhile.
     """
-    examples, excluded = load_examples(store, config)
+    data = load_training_data(store, config)
+    examples, excluded = data.examples, data.excluded
     if not examples:
         raise TrainingError(f"{store.path}: no fully labelled solutions to train on (run `prmf label` first)")
     train, val = split_by_problem(examples, config.val_fraction, config.seed)
     snapshot = label_snapshot(store)
     snapshot.update(problems=len({e.problem_id for e in examples}), train_solutions=len(train), val_solutions=len(val),
-                    excluded_eval_problems=excluded)
+                    excluded_eval_problems=excluded, **data.snapshot)
     base = resolve_model(config.base_model)
     model_id = _model_id(config)
     with store.released():
-        final_dir, history, val_metrics = fit(base.path, train, val, config, model_id)
+        final_dir, history, val_metrics = fit(base.path, train, val, config, model_id, data.meta)
     hyper = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("db", "models_dir")}
     with store.transaction():
         store.insert_rows("prm_models", [{
@@ -102,9 +109,10 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
 
 
 def fit(base_path: Path, train: list[Example], val: list[Example], config: TrainConfig,
-        model_id: str) -> tuple[Path, list[dict[str, float]], dict[str, Any]]:
+        model_id: str, meta: dict[str, Any] | None = None) -> tuple[Path, list[dict[str, float]], dict[str, Any]]:
     """The training loop: saves the best-validation epoch if it beats the base model, else the
-    last epoch; returns the folder, the history, and the saved epoch's metrics."""
+    last epoch; returns the folder, the history, and the saved epoch's metrics. ``meta`` (what the
+    targets were computed from) goes into prm.json."""
     import torch
     from transformers import AutoTokenizer
 
@@ -120,7 +128,11 @@ def fit(base_path: Path, train: list[Example], val: list[Example], config: Train
                  "val_truncated_solutions": sum(codec.cut_many([(e.question, e.steps) for e in val]))}
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    trainer = Trainer(model, codec, config, device, policy, total_steps)
+    class_weights = None
+    if config.class_balance:  # once, over the tags the loss sees (a cut solution's later steps are not)
+        class_weights = class_balance_weights([t for (_, positions), e in zip(encoded, train)
+                                               for _, t in zip(positions, e.targets) if t is not None])
+    trainer = Trainer(model, codec, config, device, policy, total_steps, class_weights)
     eval_batch = config.micro_batch_size or config.batch_size
 
     history = [{"step": 0, **evaluate(model, codec, val, eval_batch, device, policy)}]
@@ -153,15 +165,15 @@ def fit(base_path: Path, train: list[Example], val: list[Example], config: Train
                 if config.lora:  # adapters are small: keep them in memory, merge once at the end
                     best_adapters = _adapter_state(model)
                 else:
-                    _save(model, tokenizer, config, staging)
+                    _save(model, tokenizer, config, staging, meta)
     train_seconds = time.perf_counter() - started
     if saved is None:  # no epoch beat the base model: keep the last one, say so in metrics
         saved = (config.epochs, "last epoch: no epoch beat the base model")
         best_adapters = _adapter_state(model) if config.lora else None
         if not config.lora:
-            _save(model, tokenizer, config, staging)
+            _save(model, tokenizer, config, staging, meta)
     if config.lora:
-        _save_merged(model, best_adapters, tokenizer, config, staging)
+        _save_merged(model, best_adapters, tokenizer, config, staging, meta)
     if final_dir.exists():
         shutil.rmtree(final_dir)
     staging.rename(final_dir)
@@ -169,6 +181,8 @@ def fit(base_path: Path, train: list[Example], val: list[Example], config: Train
                    "base_val_loss": history[0]["val_loss"], "base_val_accuracy": history[0]["val_accuracy"],
                    "train_seconds": train_seconds, "train_tokens_per_s": train_tokens / max(train_seconds, 1e-9),
                    "precision": policy.name, **truncated}
+    if class_weights is not None:
+        val_metrics["class_weights"] = {"below_half": class_weights[0], "at_least_half": class_weights[1]}
     if device == "cuda":
         val_metrics["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return final_dir, history, val_metrics
@@ -180,12 +194,13 @@ def _adapter_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model).items()}
 
 
-def _save_merged(model: Any, adapters: dict[str, Any] | None, tokenizer: Any, config: TrainConfig, folder: Path) -> None:
+def _save_merged(model: Any, adapters: dict[str, Any] | None, tokenizer: Any, config: TrainConfig, folder: Path,
+                 meta: dict[str, Any] | None = None) -> None:
     from peft import set_peft_model_state_dict
 
     if adapters is not None:
         set_peft_model_state_dict(model, adapters)
-    _save(model.merge_and_unload(), tokenizer, config, folder)
+    _save(model.merge_and_unload(), tokenizer, config, folder, meta)
 
 
 def _remove_abandoned_staging(models_dir: Path) -> None:
@@ -205,7 +220,7 @@ def _model_id(config: TrainConfig) -> str:
     return f"{config.kind}-{target}-{now:%Y%m%d-%H%M%S}-{digest}"
 
 
-def _save(model: Any, tokenizer: Any, config: TrainConfig, folder: Path) -> None:
+def _save(model: Any, tokenizer: Any, config: TrainConfig, folder: Path, meta: dict[str, Any] | None = None) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -213,7 +228,8 @@ def _save(model: Any, tokenizer: Any, config: TrainConfig, folder: Path) -> None
     tokenizer.save_pretrained(folder)
     meta = {"kind": config.kind, "step_tag": STEP_TAG, "good_token": GOOD, "bad_token": BAD,
             "target": config.target, "max_length": config.max_length, "format": "chat user turn = question",
-            "precision": config.precision, "lora": config.lora.model_dump(mode="json") if config.lora else None}
+            "precision": config.precision, "lora": config.lora.model_dump(mode="json") if config.lora else None,
+            **(meta or {})}
     (folder / VERIFIER_METADATA).write_text(json.dumps(meta, indent=1))
 
 

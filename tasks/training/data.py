@@ -5,6 +5,12 @@ that did. With ``after_first_error="drop"`` the steps after the first HE = 0 ste
 (their label is implied). A step whose HE a labelling strategy inferred (no rollouts from it)
 trains on that HE with ``inferred_labels="include"`` and carries no loss with ``"exclude"``; it
 has no SE, so no loss under ``target="se"``. An ORM has one target, the solution's correctness.
+``pav`` (process advantages, Setlur et al. 2024): the effective reward Q_pi + alpha * A_mu of
+``config.prover`` (``step_advantages``), squashed affinely to [0, 1] (:func:`squash_reward`); a
+step whose prefix or predecessor has no value carries no loss, ``after_first_error`` does not
+apply (a wrong step's low reward is its label), and an inferred step has no value. Of several base
+evaluations the one giving the most steps a reward is used (ties: smallest completer, sampling,
+budget); a solution with no rewarded step under it is left out.
 
 Data hygiene. Train/validation is split by problem, never by step. Evaluation problems are
 never trained on: any problem of a test or validation split or of MATH500, any problem whose
@@ -24,6 +30,7 @@ from functools import lru_cache
 from typing import Any
 
 from tasks.config import TrainConfig
+from tasks.labelling.advantages import squash_reward
 from tasks.store import Store, internal_sql
 
 ARITH_EVAL_PROBLEMS = 1000  # the arith test and validation problems any evaluation may use
@@ -72,11 +79,25 @@ def is_eval_problem(dataset: str, split: str, question: str, pooled: frozenset[s
     return split in ("test", "validation") or dataset == "math500" or text in eval_questions() or text in pooled
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    examples: list[Example]
+    excluded: int  # problems excluded as evaluation problems
+    meta: dict[str, Any]  # what the targets were computed from (pav: prover, alpha, base evaluation); in prm.json
+    snapshot: dict[str, Any]  # counts for the model's data snapshot
+
+
 def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int]:
     """Training examples from fully labelled solutions, minus evaluation problems.
 
     Returns the examples and the number of problems excluded as evaluation problems.
     """
+    data = load_training_data(store, config)
+    return data.examples, data.excluded
+
+
+def load_training_data(store: Store, config: TrainConfig) -> TrainingData:
+    """:func:`load_examples` with what the targets were computed from."""
     pooled = evaluation_pool_questions(store)
     rows = store.query(internal_sql("training_steps")).as_dicts()
     by_solution: dict[str, list[dict[str, Any]]] = {}
@@ -84,19 +105,59 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
         if config.datasets and row["dataset"] not in config.datasets:
             continue
         by_solution.setdefault(row["solution_id"], []).append(row)
-    examples, excluded = [], set()
+    kept, excluded = [], set()
     for steps in by_solution.values():
         first = steps[0]
         if is_eval_problem(first["dataset"], first["split"], first["question"], pooled):
             excluded.add(first["problem_id"])
             continue
-        texts = tuple(s["text"] for s in steps)
+        kept.append(steps)
+    if config.kind == "prm" and config.target == "pav":
+        return _pav_data(store, config, kept, len(excluded))
+    examples = []
+    for steps in kept:
+        first = steps[0]
         if config.kind == "orm":
             targets: tuple[float | None, ...] = (float(first["solution_correct"]),)
         else:
             targets = step_targets(steps, config)
-        examples.append(Example(first["problem_id"], first["question"], texts, targets))
-    return examples, len(excluded)
+        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets))
+    return TrainingData(examples, len(excluded), {}, {})
+
+
+def _pav_data(store: Store, config: TrainConfig, kept: list[list[dict[str, Any]]], excluded: int) -> TrainingData:
+    k = int(config.prover[2:]) if re.fullmatch(r"bo\d+", config.prover) else 1  # k only shapes bo<K>
+    rows = store.query(internal_sql("training_advantages"),
+                       {"alpha": config.alpha, "k": k, "prover": config.prover}).rows
+    if not rows:
+        present = [p for (p,) in store.query(internal_sql("training_provers")).rows]
+        raise TrainingError(f"{store.path}: prover {config.prover!r} is not in the store; provers present: "
+                            + (", ".join(present) if present else "none (no math_shepherd rollouts stored)"))
+    wanted = {steps[0]["solution_id"] for steps in kept}
+    by_base: dict[tuple[str, str, int], dict[tuple[str, int], float | None]] = {}
+    for solution_id, step_index, completer, params, budget, reward in rows:
+        if solution_id in wanted:
+            by_base.setdefault((completer, params, budget), {})[(solution_id, step_index)] = reward
+    rewarded = {base: sum(r is not None for r in rewards.values()) for base, rewards in by_base.items()}
+    if not rewarded or max(rewarded.values()) == 0:
+        raise TrainingError(f"{store.path}: no step of the training solutions has a reward under prover "
+                            f"{config.prover!r} (it needs full-budget math_shepherd rollouts of a step's prefix and "
+                            "of its predecessor; the first step needs the question's, +root)")
+    base = min(rewarded, key=lambda b: (-rewarded[b], b))
+    rewards = by_base[base]
+    examples, unrewarded = [], 0
+    for steps in kept:
+        first = steps[0]
+        values = [rewards.get((first["solution_id"], s["step_index"])) for s in steps]
+        if all(r is None for r in values):
+            unrewarded += 1  # no loss on any of its steps
+            continue
+        targets = tuple(None if r is None else squash_reward(r, config.alpha) for r in values)
+        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets))
+    pav_base = {"completer": base[0], "params": base[1], "budget": base[2]}
+    meta = {"prover": config.prover, "alpha": config.alpha, "pav_base": pav_base, "squash": "affine"}
+    snapshot = {"pav_base": pav_base, "pav_rewarded_steps": rewarded[base], "pav_unrewarded_solutions": unrewarded}
+    return TrainingData(examples, excluded, meta, snapshot)
 
 
 def step_targets(steps: list[dict[str, Any]], config: TrainConfig) -> tuple[float | None, ...]:

@@ -104,13 +104,36 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
-def step_loss(log_good, log_bad, targets):
-    """Cross-entropy against a (possibly soft) target probability of "good", mean over the tags.
+def step_loss(log_good, log_bad, targets, weights=None):
+    """Cross-entropy against a (possibly soft) target probability of "good", mean over the tags
+    (``weights``: the weighted mean).
 
     ``-(t log p(+) + (1 - t) log p(-))`` is cross-entropy for t in {0, 1} and binary
     cross-entropy on the probability for soft t (TRL's PRMTrainer casts labels to int, so it
     cannot train SE)."""
-    return -(targets * log_good + (1 - targets) * log_bad).mean()
+    if weights is None:
+        return -(targets * log_good + (1 - targets) * log_bad).mean()
+    return -(weights * (targets * log_good + (1 - targets) * log_bad)).sum() / weights.sum()
+
+
+ClassWeights = tuple[float, float]  # per-tag loss weight of a target < 0.5, of a target >= 0.5
+
+
+def class_balance_weights(targets: Sequence[float]) -> ClassWeights:
+    """Weights that make the two buckets (target < 0.5, >= 0.5) weigh equally in the loss, as the
+    PAV paper's class-balanced training: ``w = n / (2 n_bucket)`` over the ``n`` targets given
+    (the training set's scored tags), so each bucket's weights sum to n / 2. An empty bucket gets 0
+    (no tag uses it; the other bucket's constant weight leaves the plain mean)."""
+    below = sum(1 for t in targets if t < 0.5)
+    above = len(targets) - below
+    return (len(targets) / (2 * below) if below else 0.0, len(targets) / (2 * above) if above else 0.0)
+
+
+def tag_weights(values, class_weights: ClassWeights):
+    """Each target's class weight (a tensor like ``values``)."""
+    import torch
+
+    return torch.where(values < 0.5, class_weights[0], class_weights[1]).to(values.dtype)
 
 
 Encoded = tuple[list[int], list[int]]  # token ids, tag positions
@@ -118,13 +141,16 @@ Encoded = tuple[list[int], list[int]]  # token ids, tag positions
 
 class Trainer:
     """AdamW on the trainable weights, linear warm-up over 10% of ``total_steps``, gradient
-    clipping at 1, ``batch_size / micro_batch_size`` accumulated passes per optimizer step."""
+    clipping at 1, ``batch_size / micro_batch_size`` accumulated passes per optimizer step.
+    ``class_weights`` (:func:`class_balance_weights`, computed once over the training set): the
+    loss is the class-weighted mean; None: the plain mean."""
 
     def __init__(self, model: Any, codec: StepTagCodec, config: TrainConfig, device: str, policy: PrecisionPolicy,
-                 total_steps: int):
+                 total_steps: int, class_weights: ClassWeights | None = None):
         import torch
 
         self.model, self.codec, self.config, self.device, self.policy = model, codec, config, device, policy
+        self.class_weights = class_weights
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         warmup = max(1, total_steps // 10)
@@ -146,12 +172,16 @@ class Trainer:
     def accumulate_gradients(self, encoded: Sequence[Encoded], targets: Sequence[Sequence[float | None]]) -> float | None:
         """The gradient of the batch's mean loss, in ``.grad``, from ``micro_batch_size`` passes.
 
-        Each pass's summed loss is divided by the whole batch's tag count, so the accumulated
-        gradient equals the whole batch's, whatever the micro-batch size (AdamW would hide a wrong
-        scale, not a wrong weighting of the passes)."""
-        tags = sum(1 for (_, positions), row in zip(encoded, targets) for _, t in zip(positions, row) if t is not None)
+        Each pass's summed loss is divided by the whole batch's tag count (with class weights: its
+        summed weight), so the accumulated gradient equals the whole batch's, whatever the
+        micro-batch size (AdamW would hide a wrong scale, not a wrong weighting of the passes)."""
+        scored = [t for (_, positions), row in zip(encoded, targets) for _, t in zip(positions, row) if t is not None]
+        tags = len(scored)
         if not tags:
             return None
+        if self.class_weights is not None:
+            below, above = self.class_weights
+            batch_weight = sum(below if t < 0.5 else above for t in scored)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for start in range(0, len(encoded), self.micro_batch_size):
@@ -161,7 +191,11 @@ class Trainer:
                 continue
             with self.policy.autocast(self.device):
                 log_good, log_bad = tag_log_probs(self.model, self.codec, input_ids, mask, rows, cols)
-            loss = step_loss(log_good, log_bad, values) * (len(values) / tags)  # this pass's share of the mean
+            if self.class_weights is None:
+                loss = step_loss(log_good, log_bad, values) * (len(values) / tags)  # this pass's share of the mean
+            else:
+                weights = tag_weights(values, self.class_weights)
+                loss = step_loss(log_good, log_bad, values, weights) * (float(weights.sum()) / batch_weight)
             loss.backward()
             total += float(loss.detach())
         return total
@@ -169,7 +203,8 @@ class Trainer:
 
 def evaluate(model: Any, codec: StepTagCodec, examples: list[Example], batch_size: int, device: str,
              policy: PrecisionPolicy | None = None) -> dict[str, float]:
-    """Validation loss and accuracy (score > 0.5 vs target > 0.5) over the scored steps."""
+    """Validation loss and accuracy (score > 0.5 vs target > 0.5) over the scored steps; the plain
+    mean, class balance or not, so a model's validation losses stay comparable."""
     import torch
 
     model.eval()
