@@ -770,6 +770,40 @@ def query(
 
 
 @app.command()
+def advantages(
+    alpha: Annotated[float, typer.Option(help="weight of the advantage in the effective reward Q_pi + alpha A_mu")] = 0.5,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples of problems")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Process advantages (PAV) against gold step labels (arith): AUC of Q_pi, A_mu and the effective reward per
+    base evaluation and prover (Best-of-2/4/8 and every separate prover), 95% intervals over problems, and whether
+    the advantage adds to Q_pi (paired AUC difference)."""
+    from dataclasses import asdict
+
+    from tasks.config import default_db_path
+    from tasks.labelling.gold_check import gold_check, gold_check_table
+    from tasks.store import Store
+
+    if alpha < 0 or n_boot < 1:
+        _fail("--alpha must be >= 0 and --n-boot >= 1")
+    try:
+        with Store(db or default_db_path()) as store:  # writable: an older store gets the step_advantages macro
+            checks = gold_check(store, alpha, n_boot)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(c) for c in checks], indent=1) + "\n")
+        return
+    if not checks:
+        _fail("no steps with a gold label and an advantage: label a dataset with gold step labels (arith) with "
+              "--strategy naive+root (and a prover's own run for a separate prover)")
+    columns, rows = gold_check_table(checks)
+    _print_rows(columns, [tuple(r) for r in rows],
+                f"process advantages vs gold step labels, alpha {alpha}: AUC [95% CI, bootstrap over problems]")
+
+
+@app.command()
 def backup(
     destination: Annotated[Path, typer.Argument(help="new file for the copy, e.g. backups/prmf-2026-11-21.duckdb")],
     db: DbOption = None,

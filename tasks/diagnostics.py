@@ -164,3 +164,62 @@ def paired_bootstrap(
         p_better=float(np.mean(boots > 0)),
         confidence=confidence,
     )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its percentile-bootstrap interval (None: undefined on the data)."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def clustered_auc_intervals(
+    scores: dict[str, Sequence[float]],
+    labels: Sequence[bool],
+    clusters: Sequence[str],
+    differences: Sequence[tuple[str, str]] = (),
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """AUC of each score against ``labels`` with a two-sided ``confidence`` interval from a
+    cluster bootstrap: whole clusters (problems) are resampled with replacement, because steps of
+    one problem are not independent. ``differences`` (a, b) add ``"a-b"``: the paired AUC
+    difference on the same resamples. A resample with one class only is skipped.
+    """
+    y = np.asarray(labels, dtype=bool)
+    columns = {name: _finite_array(values, name) for name, values in scores.items()}
+    for name, values in columns.items():
+        if values.size != y.size:
+            raise ValueError(f"{name} has {values.size} values for {y.size} labels")
+    if len(clusters) != y.size:
+        raise ValueError(f"got {len(clusters)} cluster keys for {y.size} labels")
+    groups: dict[str, list[int]] = {}
+    for index, key in enumerate(clusters):
+        groups.setdefault(key, []).append(index)
+    members = [np.asarray(g) for g in groups.values()]
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {name: [] for name in [*columns, *(f"{a}-{b}" for a, b in differences)]}
+    for _ in range(n_boot):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), size=len(members))])
+        sample = {name: auc(values[rows], y[rows]) for name, values in columns.items()}
+        if any(v is None for v in sample.values()):
+            continue
+        for name, value in sample.items():
+            boots[name].append(value)
+        for a, b in differences:
+            boots[f"{a}-{b}"].append(sample[a] - sample[b])
+    point = {name: auc(values, y) for name, values in columns.items()}
+    for a, b in differences:
+        point[f"{a}-{b}"] = None if point[a] is None or point[b] is None else point[a] - point[b]
+    tail = (1 - confidence) / 2
+    found = {}
+    for name, values in boots.items():
+        if values and point[name] is not None:
+            low, high = np.quantile(values, [tail, 1 - tail])
+            found[name] = Interval(point[name], float(low), float(high))
+        else:
+            found[name] = Interval(point[name], None, None)
+    return found

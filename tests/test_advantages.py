@@ -79,3 +79,23 @@ def _md5_8(text: str) -> str:
     import hashlib
 
     return hashlib.md5(text.encode()).hexdigest()[:8]
+
+
+def test_gold_check_reports_each_base_and_prover_on_the_hand_built_store(tmp_path):
+    from tasks.labelling.gold_check import gold_check
+
+    with Store(tmp_path / "pav.duckdb") as store:
+        _hand_built(store)
+        checks = {(c.base, c.prover): c for c in gold_check(store, alpha=0.5, n_boot=50)}
+    base_a, base_b = f"m@{_md5_8(A)}/N4", f"m@{_md5_8(B)}/N4"
+    # Each base with Best-of-2/4/8 and the other evaluation as provers.
+    assert set(checks) == {(base, prover) for base, other in ((base_a, base_b), (base_b, base_a))
+                           for prover in ("bo2", "bo4", "bo8", other)}
+    # Base A over the non-final steps: step 1 (gold right) Q 0.5, A_bo2 0.3125; step 2 (gold wrong)
+    # Q 0, A_bo2 -0.75: every score orders the one right-wrong pair, AUC 1 in every resample.
+    bo2 = checks[(base_a, "bo2")]
+    assert (bo2.steps, bo2.problems, bo2.gold_correct_share, bo2.negative_a_on_gold_correct) == (2, 1, 0.5, 0.0)
+    assert (bo2.q_pi.value, bo2.a_mu.value, bo2.reward.value) == (1.0, 1.0, 1.0)
+    assert (bo2.reward_minus_q_pi.value, bo2.reward_minus_q_pi.ci_low) == (0.0, 0.0)
+    # Base B with prover A: A_mu = 0.5 - 0.25 = 0.25 on step 1, 0 - 0.5 = -0.5 on step 2.
+    assert checks[(base_b, base_a)].a_mu.value == 1.0

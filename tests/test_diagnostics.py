@@ -196,3 +196,21 @@ def test_paired_bootstrap_many_items():
 def test_paired_bootstrap_rejects_bad_input(candidate, baseline, kwargs, match):
     with pytest.raises(ValueError, match=match):
         paired_bootstrap(candidate, baseline, **kwargs)
+
+
+def test_clustered_auc_intervals_resample_whole_problems():
+    from tasks.diagnostics import clustered_auc_intervals
+
+    # Problem a: 0.9 (right) vs 0.1 (wrong); problem b: 0.6 (right) vs 0.7 (wrong).
+    # AUC over both: 3 of 4 right-wrong pairs ordered = 0.75. A resample is {a, a} (AUC 1),
+    # {b, b} (AUC 0) or {a, b} (0.75), so the 95% interval runs from 0 to 1.
+    q = [0.9, 0.1, 0.6, 0.7]
+    r = [0.9, 0.1, 0.8, 0.7]  # orders every pair in every resample: AUC 1, interval [1, 1]
+    found = clustered_auc_intervals({"q": q, "r": r}, [True, False, True, False], ["a", "a", "b", "b"],
+                                    differences=[("r", "q")], n_boot=2000)
+    assert found["q"].value == 0.75 and (found["q"].ci_low, found["q"].ci_high) == (0.0, 1.0)
+    assert (found["r"].value, found["r"].ci_low, found["r"].ci_high) == (1.0, 1.0, 1.0)
+    # r - q per resample: 0, 1 or 0.25; point 0.25.
+    assert found["r-q"].value == 0.25 and (found["r-q"].ci_low, found["r-q"].ci_high) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="cluster keys"):
+        clustered_auc_intervals({"q": q}, [True, False, True, False], ["a", "b"])
