@@ -36,7 +36,17 @@ from tasks.faults import checkpoint
 from tasks.generation import prompt_style, solution_rows
 from tasks.grading import Grader, GradeResult, extract_answer
 from tasks.labelling.strategies import (
-    ROOT, LabelStrategy, RolloutRequest, SolutionState, StepLabel, infer_labels, parse_strategy, strategy,
+    ROOT,
+    FullBudget,
+    LabelStrategy,
+    Measurement,
+    RolloutRequest,
+    SolutionState,
+    StepLabel,
+    infer_labels,
+    parse_strategy,
+    prefix_evaluator,
+    strategy,
 )
 from tasks.leases import process_claimed
 from tasks.models import resolve_model
@@ -158,6 +168,7 @@ class Labeller:
     def __init__(self, store: Store, config: LabelConfig, run_id: str, completer: Completer):
         self.store, self.config, self.run_id, self.completer = store, config, run_id, completer
         self.strategy: LabelStrategy = strategy(config.strategy, config.rollouts)
+        self.prefix_evaluator = prefix_evaluator(config.strategy, config.rollouts)
         self.params = config.rollout.key()
         self.evaluation = evaluation_name(config.strategy)
         self.label_key = label_key(completer.identity, self.params, config.strategy, config.rollouts)
@@ -168,6 +179,11 @@ class Labeller:
     def evaluation_of(self, step_index: int) -> str:
         # The bare question always gets the full budget: its solve rate, not a first-error search.
         return "math_shepherd" if step_index == ROOT else self.evaluation
+
+    def settled(self, step_index: int, measured: Measurement) -> bool:
+        """No more rounds will be asked of this prefix (the evaluator that measures it says so)."""
+        evaluator = FullBudget(self.config.rollouts) if step_index == ROOT else self.prefix_evaluator
+        return evaluator.next_round(measured) is None
 
     def unit_id(self, solution: Solution, step_index: int, round_: int) -> str:
         return unit_key(solution.problem["problem_id"], solution.prefix_hash(step_index), self.completer.identity,
@@ -351,7 +367,7 @@ class Labeller:
         # Settled prefixes only (no more rounds to come), so every rollout of a prefix is reused
         # together, by whichever finished solution holds it settled first.
         origin = {(s.problem["problem_id"], s.prefix_hash(i)): (s, i) for s, state in done
-                  for i, m in state.measured.items() if m.correct > 0 or m.n >= self.config.rollouts}
+                  for i, m in state.measured.items() if self.settled(i, m)}
         wanted = pa.table({"problem_id": pa.array([p for p, _ in origin], pa.string()),
                            "prefix_hash": pa.array([h for _, h in origin], pa.string())})
         rows = self.store.query(internal_sql("prefix_rollouts"), {

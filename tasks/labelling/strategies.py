@@ -282,6 +282,13 @@ def parse_strategy(name: str) -> tuple[str, frozenset[str]]:
     return "+".join(parts), frozenset(modifiers)
 
 
+def prefix_evaluator(name: str, n: int) -> PrefixEvaluator:
+    """How the strategy ``name`` evaluates a solution's prefixes (the bare question, with +root,
+    always gets :class:`FullBudget`)."""
+    base, _ = parse_strategy(name)
+    return EarlyStop(n) if base.endswith("early_stop") else FullBudget(n)
+
+
 def strategy(name: str, n: int) -> LabelStrategy:
     """The strategy registered under ``name`` (optionally ``+root``, ``+filter``, ``+reuse``) with a
     budget of ``n`` rollouts per prefix. ``+filter`` and ``+reuse`` are applied by the labeller
@@ -292,14 +299,10 @@ def strategy(name: str, n: int) -> LabelStrategy:
     base, modifiers = parse_strategy(name)
     root = "root" in modifiers
     built: LabelStrategy
-    if base == "naive":
-        built = EveryPrefix(base, FullBudget(n))
-    elif base == "early_stop":
-        built = EveryPrefix(base, EarlyStop(n))
-    elif base == "binary_search":
-        built = BinarySearch(base, FullBudget(n))
-    elif base == "binary_search+early_stop":
-        built = BinarySearch(base, EarlyStop(n))
+    if base in ("naive", "early_stop"):
+        built = EveryPrefix(base, prefix_evaluator(base, n))
+    elif base in ("binary_search", "binary_search+early_stop"):
+        built = BinarySearch(base, prefix_evaluator(base, n))
     else:
         raise ValueError(f"unknown labelling strategy {name!r}; known: {', '.join(STRATEGY_NAMES)} "
                          "(each may end in any of +root, +filter, +reuse)")
