@@ -99,3 +99,21 @@ def test_gold_check_reports_each_base_and_prover_on_the_hand_built_store(tmp_pat
     assert (bo2.reward_minus_q_pi.value, bo2.reward_minus_q_pi.ci_low) == (0.0, 0.0)
     # Base B with prover A: A_mu = 0.5 - 0.25 = 0.25 on step 1, 0 - 0.5 = -0.5 on step 2.
     assert checks[(base_b, base_a)].a_mu.value == 1.0
+
+
+def test_cli_advantages_prints_the_gold_check_and_refuses_a_store_without_gold(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    with Store(tmp_path / "pav.duckdb") as store:
+        _hand_built(store)
+    result = CliRunner().invoke(app, ["advantages", "--db", str(tmp_path / "pav.duckdb"), "--n-boot", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.stdout)
+    assert {r["prover"] for r in rows} >= {"bo2", "bo4", "bo8"} and all(r["steps"] == 2 for r in rows)
+    Store(tmp_path / "empty.duckdb").close()
+    empty = CliRunner().invoke(app, ["advantages", "--db", str(tmp_path / "empty.duckdb")])
+    assert empty.exit_code != 0 and "no steps with a gold label" in empty.output
