@@ -337,10 +337,12 @@ def label(
 
 @app.command()
 def train(
-    kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution)")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution) | implicit (implicit PRM: trained on solution correctness only, step rewards from beta * log(pi/pi_ref))")] = None,
     target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft) | pav (process advantage: the prover's effective reward, squashed to [0, 1])")] = None,
     prover: Annotated[Optional[str], typer.Option(help="pav: the prover, bo<K> (Best-of-K of the base policy, default bo4) or a completer evaluation <completer>@<hash>/N<budget> (SELECT DISTINCT prover FROM step_advantages())")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="pav: reward = Q_pi + alpha * A_mu (default 0.5)")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="implicit: reward = beta * log(pi_theta / pi_ref) (default 0.05)")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="implicit: ce (cross-entropy on correctness, default) | dpo (pairs of a correct and an incorrect solution of one problem)")] = None,
     class_balance: Annotated[Optional[bool], typer.Option("--class-balance/--no-class-balance", help="weigh steps with target < 0.5 and >= 0.5 equally in the loss (default off)")] = None,
     after_first_error: Annotated[Optional[str], typer.Option(help="prm: drop | keep the steps after the first HE=0 step (not used by pav)")] = None,
     inferred_labels: Annotated[Optional[str], typer.Option(help="prm: include | exclude steps whose label a strategy inferred without rollouts (default include)")] = None,
@@ -367,7 +369,8 @@ def train(
 
     config = _config(TrainConfig, config_file, {
         **_db_overrides(db), "kind": kind, "target": target, "after_first_error": after_first_error,
-        "inferred_labels": inferred_labels, "prover": prover, "alpha": alpha, "class_balance": class_balance,
+        "inferred_labels": inferred_labels, "prover": prover, "alpha": alpha, "beta": beta, "loss": loss,
+        "class_balance": class_balance,
         "base_model": base_model, "datasets": list(dataset) if dataset else None, "epochs": epochs,
         "batch_size": batch_size, "micro_batch_size": micro_batch_size, "precision": precision,
         "gradient_checkpointing": gradient_checkpointing, "lora": {"r": lora_r} if lora_r else None,
@@ -387,7 +390,8 @@ def train(
         return
     m = result["val_metrics"]
     _print_rows(["model", "train / val solutions", "eval problems excluded", "val loss (base -> trained)",
-                 "val step accuracy (base -> trained)"],
+                 "val step accuracy (base -> trained)" if config.kind != "implicit"
+                 else f"val {'solution' if config.loss == 'ce' else 'pair'} accuracy (base -> trained)"],
                 [(result["model_id"], f"{result['train_examples']} / {result['val_examples']}",
                   result["excluded_problems"], f"{m['base_val_loss']:.3f} -> {m['val_loss']:.3f}",
                   f"{m['base_val_accuracy']:.3f} -> {m['val_accuracy']:.3f}")], "train")
@@ -483,6 +487,8 @@ def eval_command(
     }, _eval_overrides("", dataset, limit, validation_limit), show_config)
     if pool is not None and not pool.is_file():
         _fail(f"{pool}: pool file not found")
+    if pool is not None and "beam" in config.methods:
+        _fail("--method beam searches the test datasets' problems with the generator; it cannot run on a --pool file")
     try:
         from tasks.models import resolve_model
         from tasks.store import Store

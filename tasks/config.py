@@ -351,7 +351,11 @@ class TrainConfig(_Strict):
     """Train a process (or outcome) reward model from the labels in the store."""
 
     db: Path = Field(default_factory=default_db_path, description="DuckDB file with the labels (env PRMF_DB)")
-    kind: Literal["prm", "orm"] = Field("prm", description="prm: a score per step; orm: one score per solution")
+    kind: Literal["prm", "orm", "implicit"] = Field(
+        "prm", description="prm: a score per step; orm: one score per solution; implicit: an implicit PRM (Yuan et al. "
+        "2024), trained on solution correctness only, its step rewards beta * log(pi/pi_ref) summed over each step's "
+        "tokens, the base model being pi_ref"
+    )
     base_model: str = Field(EMBEDDED_MODEL, description="causal LM to fine-tune: alias, local folder or HF id")
     target: Literal["he", "se", "pav"] = Field(
         "he", description="prm step target: he (hard, 0/1 cross-entropy), se (soft, BCE on the probability) or pav "
@@ -377,6 +381,12 @@ class TrainConfig(_Strict):
         "include",
         description="prm: steps whose label a strategy inferred without rollouts from them (binary search, a later "
         "correct rollout): include trains on their HE (they have no SE: no loss under target se) | exclude: no loss",
+    )
+    beta: float = Field(0.05, gt=0, description="implicit: the reward is beta * log(pi_theta(y) / pi_ref(y)); "
+                        "scales the log ratio inside the loss's sigmoid and every score")
+    loss: Literal["ce", "dpo"] = Field(
+        "ce", description="implicit: ce (cross-entropy of sigmoid(reward) against the solution's correctness, every "
+        "solution) or dpo (-log sigmoid(reward_correct - reward_incorrect) on pairs of the same problem)"
     )
     datasets: tuple[str, ...] = Field((), description="train only on these problems.dataset values (default: all)")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="fraction of problems (never steps) held out")
@@ -419,6 +429,15 @@ class TrainConfig(_Strict):
     def _micro_batch_divides(self) -> "TrainConfig":
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
             raise ValueError(f"micro_batch_size ({self.micro_batch_size}) cannot exceed batch_size ({self.batch_size})")
+        return self
+
+    @model_validator(mode="after")
+    def _implicit_settings(self) -> "TrainConfig":
+        # Step targets do not exist for an implicit PRM, and its losses do not exist for the others.
+        if self.kind == "implicit" and (self.target != "he" or self.class_balance):
+            raise ValueError("kind implicit trains on solution correctness: target and class_balance do not apply")
+        if self.kind != "implicit" and self.loss != "ce":
+            raise ValueError(f"loss {self.loss!r} applies to kind implicit only")
         return self
 
 

@@ -31,7 +31,7 @@ from tasks.steps import build_messages
 from tasks.store import Store, StoreError, content_key, internal_sql, to_json
 from tasks.verifiers import Verifier
 
-PROBLEMS_PER_CHUNK = 8  # problems searched together (one engine call per round) and stored together
+PROBLEMS_PER_CHUNK = 32  # problems searched together (one engine call per round) and stored together
 
 
 def method_name(settings: BeamSettings, verifier_meta: dict[str, Any]) -> str:

@@ -85,6 +85,10 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
 
     The store is released while the model trains, so label runs can keep storing meanwhile.
     """
+    if config.kind == "implicit":
+        from tasks.training.implicit import train_implicit  # imports this package
+
+        return train_implicit(store, config, run_id)
     data = load_training_data(store, config)
     examples, excluded = data.examples, data.excluded
     if not examples:

@@ -10,6 +10,7 @@ from tasks.verifiers.base import (
     read_metadata,
     register_verifier,
 )
+from tasks.verifiers.implicit import ImplicitPRM  # noqa: F401  (registers the implicit kind)
 from tasks.verifiers.step_tag import StepTagVerifier  # noqa: F401  (registers the prm and orm kinds)
 
 __all__ = ["VERIFIER_METADATA", "ScoringSettings", "SolutionScores", "StepTagVerifier", "Verifier", "VerifierError",
