@@ -454,8 +454,9 @@ def eval_command(
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="arith | gsm8k | math500, test splits (repeatable; default arith)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="problems per dataset (default 40)")] = None,
     n_max: Annotated[Optional[int], typer.Option(help="candidates per problem; N = 1, 2, 4, ... n_max (default 8)")] = None,
-    prm: Annotated[Optional[str], typer.Option(help="PRM model id (default: promoted, else newest)")] = None,
+    prm: Annotated[Optional[str], typer.Option(help="PRM model id, or an implicit PRM's (implicit-...) (default: the promoted PRM, else newest)")] = None,
     orm: Annotated[Optional[str], typer.Option(help="ORM model id (default: promoted, else newest)")] = None,
+    implicit_readout: Annotated[Optional[str], typer.Option(help="an implicit --prm's step scores: step (r_t) | cumulative (q_t, default) | sigmoid (sigmoid(q_t); needed by beam --reward pav)")] = None,
     pool: Annotated[Optional[Path], typer.Option(help="evaluate an external JSONL pool (question, answer, responses[, scores, correct])")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="write an accuracy-vs-N PNG")] = None,
     generator: Annotated[Optional[str], typer.Option(help="pool generator model (default: embedded)")] = None,
@@ -480,7 +481,8 @@ def eval_command(
     from tasks.config import EvalConfig
 
     config = _config(EvalConfig, config_file, {
-        **_db_overrides(db), "n_max": n_max, "prm": prm, "orm": orm, "plot": str(plot) if plot else None,
+        **_db_overrides(db), "n_max": n_max, "prm": prm, "orm": orm, "implicit_readout": implicit_readout,
+        "plot": str(plot) if plot else None,
         "generator.model": generator, "sampling.temperature": temperature, "sampling.max_tokens": max_tokens,
         "step_format": step_format, "methods": method, "beam.widths": beam_width, "beam.expansions": expansions,
         "beam.reward": reward, "beam.alpha": alpha,
@@ -518,7 +520,7 @@ def eval_command(
 @app.command()
 def processbench(
     split: Annotated[Optional[str], typer.Option(help="gsm8k | math (default gsm8k)")] = None,
-    model: Annotated[Optional[str], typer.Option(help="PRM model id (default: promoted, else newest)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="PRM model id, or an implicit PRM's (read out as sigmoid) (default: the promoted PRM, else newest)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="samples per split (default: all)")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="step-score threshold (default: chosen for F1 on the gsm8k split)")] = None,
     config_file: ConfigOption = None,
@@ -548,7 +550,8 @@ def processbench(
 
 @app.command()
 def score(
-    model: Annotated[Optional[str], typer.Option(help="reward model id (default: the promoted PRM, else newest)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "--prm", help="reward model id: a PRM, or an implicit PRM's (default: the promoted PRM, else newest)")] = None,
+    readout: Annotated[str, typer.Option(help="an implicit PRM's step scores: step (r_t) | cumulative (q_t, default) | sigmoid (sigmoid(q_t))")] = "cumulative",
     question: Annotated[Optional[str], typer.Option(help="the problem")] = None,
     solution: Annotated[Optional[list[str]], typer.Option("--solution", help="a solution, one step per line (repeatable)")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--file", help="JSONL: {question, solution (text) | steps (list)} per line")] = None,
@@ -562,14 +565,17 @@ def score(
     """Score solutions step by step with a trained reward model (config: ScoreConfig); one JSON line per solution.
 
     A solution longer than the model's context is scored on its final steps: the earlier steps'
-    scores are null and "truncated" is true.
+    scores are null and "truncated" is true. An implicit PRM prints its --readout (its line says which).
     """
     from tasks.config import ScoreConfig
     from tasks.pools import candidate_steps
     from tasks.registry import get_model
     from tasks.store import Store
     from tasks.verifiers import ScoringSettings, load_verifier
+    from tasks.verifiers.implicit import READOUTS, with_readout
 
+    if readout not in READOUTS:
+        _fail(f"--readout {readout!r}: expected one of {', '.join(READOUTS)}")
     config = _config(ScoreConfig, config_file, {**_db_overrides(db), "model": model, "batch_size": batch_size,
                                                 "batch_tokens": batch_tokens, "step_format": step_format}, show=show_config)
     items: list[tuple[str, list[str]]] = []
@@ -599,16 +605,17 @@ def score(
     try:
         with Store(config.db, read_only=True) as store:
             row = get_model(store, config.model, "prm")
-        verifier = load_verifier(row["path"], ScoringSettings(batch_size=config.batch_size,
-                                                               batch_tokens=config.batch_tokens))
+        verifier = with_readout(load_verifier(row["path"], ScoringSettings(batch_size=config.batch_size,
+                                                                            batch_tokens=config.batch_tokens)), readout)
         scores = verifier.score_many(items)
     except _user_errors() as exc:
         _fail(str(exc))
     for (q, steps), scored in zip(items, scores):
         values = [None if x is None else round(x, 6) for x in scored.step_scores]
         known = [x for x in values if x is not None]
-        sys.stdout.write(json.dumps({"model_id": row["model_id"], "question": q, "steps": steps, "step_scores": values,
-                                     "min": min(known) if known else None, "last": values[-1],
+        shown = {"readout": readout} if row["kind"] == "implicit" else {}
+        sys.stdout.write(json.dumps({"model_id": row["model_id"], **shown, "question": q, "steps": steps,
+                                     "step_scores": values, "min": min(known) if known else None, "last": values[-1],
                                      "truncated": scored.truncated}) + "\n")
 
 

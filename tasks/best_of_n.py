@@ -3,6 +3,11 @@
 A model scores each pool candidate once (``eval_scores``); the selection methods of
 :mod:`tasks.evaluation` then run at every N and their accuracies, with 95% bootstrap intervals,
 are stored in ``eval_results`` under the evaluation's run id.
+
+An implicit PRM (``--prm implicit-...``) fills the PRM slot: ``eval_scores`` holds its step
+rewards r_t (its ``step`` read-out) whatever the evaluation's read-out, and the read-out
+(``EvalConfig.implicit_readout``: r_t, q_t or sigmoid(q_t), see :func:`tasks.verifiers.implicit.apply_readout`)
+is applied when the scores are loaded, so one cached scoring serves every read-out.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tasks.progress import progress
 from tasks.registry import find_model
 from tasks.store import Store, StoreError, internal_sql
 from tasks.verifiers import ScoringSettings, Verifier, load_verifier
+from tasks.verifiers.implicit import apply_readout, with_readout
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ def score_pool(store: Store, pool: Pool, model: dict[str, Any], scoring: Scoring
     """Score the pool's candidates this model has not scored yet; returns how many it scored.
 
     ``scoring.max_length``: tokens the model reads per candidate (None: its context window); a
-    longer candidate is scored on its final steps and stored with ``truncated``.
+    longer candidate is scored on its final steps and stored with ``truncated``. An implicit PRM
+    stores its step rewards r_t (read-out ``step``), whatever its prm.json says.
     """
     missing = store.query(internal_sql("unscored_candidates"), {"model_id": model["model_id"], "pool_id": pool.pool_id}
                           ).as_dicts()
@@ -88,7 +95,7 @@ def score_pool(store: Store, pool: Pool, model: dict[str, Any], scoring: Scoring
     if not missing:
         return 0
     with store.released(), progress(f"scoring {pool.dataset} with {model['model_id']}", len(missing)) as advance:
-        verifier = cached_verifier(model["path"], scoring)
+        verifier = with_readout(cached_verifier(model["path"], scoring), "step")
         scores = verifier.score_many([(m["question"], json.loads(m["steps"])) for m in missing], advance)
     rows = [{"model_id": model["model_id"], "pool_id": pool.pool_id, "problem_id": m["problem_id"],
              "candidate_index": m["candidate_index"], "step_scores": list(s.step_scores), "truncated": s.truncated}
@@ -98,9 +105,21 @@ def score_pool(store: Store, pool: Pool, model: dict[str, Any], scoring: Scoring
     return len(rows)
 
 
-def _scores(store: Store, pool: Pool, model_id: str) -> dict[tuple[str, int], tuple[tuple[float | None, ...], bool]]:
+def _read(step_scores: Sequence[float | None], readout: str | None) -> tuple[float | None, ...]:
+    """Stored scores as evaluated: as stored (``readout`` None), or an implicit PRM's read-out."""
+    return tuple(step_scores) if readout is None else apply_readout(step_scores, readout)
+
+
+def model_readout(model: dict[str, Any] | None, config: EvalConfig) -> str | None:
+    """The read-out applied to a registered model's stored scores: the configured one for an
+    implicit PRM, None (as stored) for any other model."""
+    return config.implicit_readout if model is not None and model["kind"] == "implicit" else None
+
+
+def _scores(store: Store, pool: Pool, model_id: str, readout: str | None = None
+            ) -> dict[tuple[str, int], tuple[tuple[float | None, ...], bool]]:
     rows = store.query(internal_sql("pool_scores"), {"model_id": model_id, "pool_id": pool.pool_id}).rows
-    return {(p, i): (tuple(s), bool(t)) for p, i, s, t in rows}
+    return {(p, i): (_read(s, readout), bool(t)) for p, i, s, t in rows}
 
 
 def _require_scored(pool: Pool, model_id: str, scores: dict, keys: Sequence[tuple[str, int]]) -> None:
@@ -113,16 +132,17 @@ def _require_scored(pool: Pool, model_id: str, scores: dict, keys: Sequence[tupl
 
 
 def pool_candidates(
-    store: Store, pool: Pool, prm_id: str | None, orm_id: str | None
+    store: Store, pool: Pool, prm_id: str | None, orm_id: str | None, prm_readout: str | None = None
 ) -> tuple[list[str], list[list[Candidate]]]:
-    """The pool's problems (keys) and their candidates, with the given models' scores attached.
+    """The pool's problems (keys) and their candidates, with the given models' scores attached
+    (``prm_readout``: the read-out of an implicit PRM's stored step rewards, see :func:`model_readout`).
 
     Raises StoreError naming the candidates a given model has not scored.
     """
     by_problem = load_candidates(store, pool)
     keys = [pid for pid in pool.problem_ids if pid in by_problem]
     wanted = [(pid, row["candidate_index"]) for pid in keys for row in by_problem[pid]]
-    prm_scores = _scores(store, pool, prm_id) if prm_id else {}
+    prm_scores = _scores(store, pool, prm_id, prm_readout) if prm_id else {}
     orm_scores = _scores(store, pool, orm_id) if orm_id else {}
     for model_id, scores in ((prm_id, prm_scores), (orm_id, orm_scores)):
         if model_id:
@@ -143,9 +163,10 @@ def usable_ns(ns: Sequence[int], problems: Sequence[Sequence[Candidate]]) -> lis
     return [n for n in ns if n <= available] or [available]
 
 
-def diagnose(store: Store, pool: Pool, model_id: str, kind: str) -> list[ScorerDiagnostic]:
+def diagnose(store: Store, pool: Pool, model_id: str, kind: str, readout: str | None = None) -> list[ScorerDiagnostic]:
     """AUC against correctness and length bias of a model's solution score on the pool's evaluated
-    candidates (all N_max of each problem); a PRM once per aggregation."""
+    candidates (all N_max of each problem); a PRM once per aggregation (``readout``: as in
+    :func:`pool_candidates`)."""
     wanted = set(pool.problem_ids)
     rows = [r for r in store.query(internal_sql("pool_scores_with_lengths"),
                                    {"model_id": model_id, "pool_id": pool.pool_id}).as_dicts()
@@ -158,8 +179,9 @@ def diagnose(store: Store, pool: Pool, model_id: str, kind: str) -> list[ScorerD
     truncated = sum(bool(r["truncated"]) for r in rows)
     aggregations: tuple[str | None, ...] = AGGREGATIONS if kind == "prm" else (None,)
     found = []
+    read = [_read(r["step_scores"], readout) for r in rows]
     for how in aggregations:
-        scores = [aggregate(r["step_scores"], how) if how else r["step_scores"][-1] for r in rows]
+        scores = [aggregate(s, how) if how else s[-1] for s in read]
         bias = length_bias(scores, steps, tokens)
         found.append(ScorerDiagnostic(model_id, how, len(rows), sum(labels), truncated, auc(scores, labels),
                                       bias["spearman_steps"], bias["spearman_tokens"]))
@@ -170,7 +192,8 @@ def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -
     """Score the pool with the configured PRM and ORM (when registered), store every accuracy and
     the scorers' diagnostics.
 
-    An external pool's own ``scores`` stand in for the PRM when no PRM is named.
+    An external pool's own ``scores`` stand in for the PRM when no PRM is named. An implicit PRM
+    is evaluated on its ``config.implicit_readout``.
     """
     prm = find_model(store, config.prm, "prm")
     orm = find_model(store, config.orm, "orm")
@@ -178,19 +201,21 @@ def evaluate_models(store: Store, pool: Pool, config: EvalConfig, run_id: str) -
                                         {"model_id": FILE_SCORES, "pool_id": pool.pool_id}))
     if has_file_scores and config.prm is None:
         prm_id: str | None = FILE_SCORES
+        readout: str | None = None  # the pool file's own scores, as they are
     else:
         prm_id = prm["model_id"] if prm else None
+        readout = model_readout(prm, config)
         if prm:
             score_pool(store, pool, prm, scoring_settings(config))
     if orm:
         score_pool(store, pool, orm, scoring_settings(config))
     orm_id = orm["model_id"] if orm else None
-    keys, problems = pool_candidates(store, pool, prm_id, orm_id)
+    keys, problems = pool_candidates(store, pool, prm_id, orm_id, readout)
     if not problems:
         raise StoreError(f"pool {pool.pool_id} ({pool.dataset}) has no candidates for its problems")
     results = evaluate_pool(problems, usable_ns(config.ns, problems), keys, seed=config.seed)
-    diagnostics = [d for model_id, kind in ((prm_id, "prm"), (orm_id, "orm")) if model_id
-                   for d in diagnose(store, pool, model_id, kind)]
+    diagnostics = [d for model_id, kind, read in ((prm_id, "prm", readout), (orm_id, "orm", None)) if model_id
+                   for d in diagnose(store, pool, model_id, kind, read)]
     used = {"prm_best_of_n": prm_id, "prm_weighted_vote": prm_id, "orm_best_of_n": orm_id}
     with store.transaction():
         store.insert_rows("eval_results", [{

@@ -505,6 +505,13 @@ class EvalConfig(_Strict):
     )
     prm: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; none: skipped)")
+    implicit_readout: Literal["step", "cumulative", "sigmoid"] = Field(
+        "cumulative",
+        description="an implicit PRM as the PRM: the step scores its methods use: step = the step reward r_t, "
+        "cumulative = q_t, the running sum of r_t (its last one the outcome reward), sigmoid = sigmoid(q_t), in "
+        "(0, 1) (the scale prod and weighted vote assume; beam search ranking by pav needs it); its cached scores "
+        "are r_t, so changing this scores nothing again",
+    )
     seed: int = Field(0, description="candidate subsets and bootstrap seed")
     score_batch_size: int = Field(64, ge=1, description="most candidates per reward-model forward pass")
     score_batch_tokens: int = Field(

@@ -13,6 +13,10 @@ Threshold. Unless one is given, it is chosen on the GSM8K split (same ``limit``)
 score is not tuned on MATH itself (``threshold_source`` records ``'gsm8k'`` or ``'given'``). A
 GSM8K evaluation without a given threshold is tuned on itself: read it as an upper bound.
 
+Implicit PRM. An implicit PRM (``--model implicit-...``) is read out as ``sigmoid``, sigmoid(q_t)
+in (0, 1), its estimate that the solution so far leads to a correct answer; thresholded as
+PRIME-RL/ImplicitPRM does for ProcessBench.
+
 Long samples. The PRM scores with its whole context window; a sample that still does not fit is
 scored on the question and its final steps (:class:`tasks.verifiers.SolutionScores`), so its
 earliest steps have no score. An unscored step is never below the threshold, so it can never be
@@ -40,6 +44,7 @@ from tasks.progress import progress
 from tasks.registry import get_model
 from tasks.store import Store
 from tasks.verifiers import ScoringSettings, SolutionScores, Verifier, load_verifier
+from tasks.verifiers.implicit import with_readout
 
 SPLITS: tuple[str, ...] = ("gsm8k", "math")
 #: The split thresholds are chosen on when none is given.
@@ -129,7 +134,8 @@ def pick_threshold(score_lists: Sequence[SolutionScores], labels: Sequence[int])
 def run_processbench(store: Store, split: str, model_id: str | None = None, limit: int | None = None,
                      threshold: float | None = None, run_id: str = "manual",
                      scoring: ScoringSettings | None = None) -> dict[str, Any]:
-    """Evaluate a PRM (``model_id``, or the promoted/newest PRM) on a ProcessBench split.
+    """Evaluate a PRM (``model_id``, or the promoted/newest PRM; a named implicit PRM is read out as
+    ``sigmoid``) on a ProcessBench split.
 
     Without a ``threshold`` it is chosen on the GSM8K split (with the same ``limit``). Stores one
     ``processbench_results`` row and returns its numbers plus both sample counts. The store is
@@ -138,12 +144,12 @@ def run_processbench(store: Store, split: str, model_id: str | None = None, limi
     _check_split(split)
     if threshold is not None and not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    model = get_model(store, model_id, kind="prm")  # an ORM id is an error: no per-step scores
+    model = get_model(store, model_id, kind="prm")  # a PRM or an implicit PRM; an ORM is an error: no per-step scores
     samples = load_processbench(split, limit)
     tuning = load_processbench(THRESHOLD_SPLIT, limit) if threshold is None and split != THRESHOLD_SPLIT else None
     tuning_scores: list[SolutionScores] = []
     with store.released():
-        reward_model = load_verifier(model["path"], scoring)
+        reward_model = with_readout(load_verifier(model["path"], scoring), "sigmoid")
         if tuning is not None:
             tuning_scores = score_samples(reward_model, tuning, THRESHOLD_SPLIT)
         scores = score_samples(reward_model, samples, split)

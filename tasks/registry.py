@@ -19,16 +19,29 @@ class RegistryError(StoreError):
     """A model id that is not registered, or no model of the wanted kind."""
 
 
+#: The kinds a slot takes when a model id is named: the PRM slot takes any verifier that scores
+#: steps (a step-tag PRM or an implicit PRM). A slot's default is always a model of its own kind.
+ACCEPTED_KINDS: dict[str, tuple[str, ...]] = {"prm": ("prm", "implicit")}
+_KIND_NAMES = {"prm": "a PRM", "orm": "an ORM", "implicit": "an implicit PRM"}
+
+
+def _kind_name(kind: str) -> str:
+    return _KIND_NAMES.get(kind, f"a {kind!r} model")
+
+
 def get_model(store: Store, model_id: str | None = None, kind: str | None = None) -> dict[str, Any]:
-    """One ``prm_models`` row: ``model_id`` (checked to be of ``kind`` when given), or else the
-    promoted model of ``kind`` (default prm), or else its newest."""
+    """One ``prm_models`` row: ``model_id`` (checked to fit the ``kind`` slot when given: the
+    ``prm`` slot takes ``prm`` and ``implicit`` models), or else the promoted model of ``kind``
+    (default prm), or else its newest."""
     if model_id:
         rows = store.query(internal_sql("model_by_id"), {"model_id": model_id}).as_dicts()
         if not rows:
             known = [r[0] for r in store.query(internal_sql("newest_models")).rows]
             raise RegistryError(f"no model {model_id!r} in {store.path}; newest: {', '.join(known) or 'none'}")
-        if kind and rows[0]["kind"] != kind:
-            raise RegistryError(f"model {model_id!r} is an {rows[0]['kind'].upper()}, not a {kind.upper()}")
+        accepted = ACCEPTED_KINDS.get(kind, (kind,)) if kind else None
+        if accepted and rows[0]["kind"] not in accepted:
+            raise RegistryError(f"model {model_id!r} is {_kind_name(rows[0]['kind'])}, not "
+                                f"{' or '.join(_kind_name(k) for k in accepted)}")
         return rows[0]
     kind = kind or "prm"
     rows = store.query(internal_sql("default_model"), {"kind": kind}).as_dicts()
@@ -38,7 +51,8 @@ def get_model(store: Store, model_id: str | None = None, kind: str | None = None
 
 
 def find_model(store: Store, model_id: str | None, kind: str) -> dict[str, Any] | None:
-    """Like :func:`get_model`, but None when no model of ``kind`` exists and none was named."""
+    """Like :func:`get_model`, but None when no model of ``kind`` exists and none was named (a
+    named model may be of any kind the slot accepts)."""
     if model_id is None and not store.scalar(internal_sql("count_models"), {"kind": kind}):
         return None
     return get_model(store, model_id, kind)

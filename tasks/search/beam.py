@@ -17,6 +17,13 @@ Ranking reward of a candidate's new step h, from the verifier's step scores Q(1.
   a verifier trained on the effective reward (``prmf train --target pav``) is read as that
   reward (its score un-squashed), whatever ``reward`` says.
 
+An implicit PRM scores through its read-out (``EvalConfig.implicit_readout``; the runner hands
+over a :class:`tasks.verifiers.implicit.ReadoutView`), and Q(h) is that read-out at step h:
+r_h (``step``), q_h (``cumulative``) or sigmoid(q_h) (``sigmoid``). ``q`` ranks by it as it is
+(``cumulative`` and ``sigmoid`` give the same order: sigmoid is monotone). ``pav`` needs Q in
+[0, 1] (Best-of-K reads it as a probability), so it is refused unless the read-out is
+``sigmoid`` (:func:`check_ranking`). ``select`` aggregates the same read-out.
+
 Every sampled step is a :class:`Node`; its tokens count toward the search's cost whether it was
 kept, pruned, a duplicate of a sibling, empty, or completed. Pure apart from the completer and
 verifier it is given: storing and grading happen in :mod:`tasks.search.runner`.
@@ -81,8 +88,17 @@ class SearchOutcome:
         return sum(n.num_tokens for n in self.nodes)
 
 
+def check_ranking(settings: BeamSettings, kind: str | None, readout: str | None) -> None:
+    """Raise ValueError when the ranking reward cannot read the verifier's scores: ``pav`` with an
+    implicit PRM read out as anything but ``sigmoid`` (its Q would not be in [0, 1])."""
+    if kind == "implicit" and settings.reward == "pav" and readout != "sigmoid":
+        raise ValueError(f"beam search ranks by pav (Q + alpha * A under Best-of-K), which needs Q in [0, 1]; an "
+                         f"implicit PRM read out as {readout!r} is not: use --implicit-readout sigmoid, or --reward q")
+
+
 def ranking_reward(step_scores: Sequence[float | None], settings: BeamSettings, verifier_meta: dict[str, Any]) -> float:
     """The value a candidate is ranked by (see the module docstring)."""
+    check_ranking(settings, verifier_meta.get("kind"), verifier_meta.get("readout"))
     q = step_scores[-1]
     if q is None:
         raise ValueError("the new step has no verifier score")

@@ -26,22 +26,26 @@ from tasks.grading import Grader, extract_answer
 from tasks.pools import Pool
 from tasks.progress import progress
 from tasks.registry import find_model
-from tasks.search.beam import SearchOutcome, SearchProblem, beam_search
+from tasks.search.beam import SearchOutcome, SearchProblem, beam_search, check_ranking
 from tasks.steps import build_messages
 from tasks.store import Store, StoreError, content_key, internal_sql, to_json
 from tasks.verifiers import Verifier
+from tasks.verifiers.implicit import with_readout
 
 PROBLEMS_PER_CHUNK = 32  # problems searched together (one engine call per round) and stored together
 
 
 def method_name(settings: BeamSettings, verifier_meta: dict[str, Any]) -> str:
-    """The eval_results method: the search's parameters, the width being ``n``."""
+    """The eval_results method: the search's parameters, the width being ``n`` (an implicit PRM's
+    read-out is one of them)."""
     if verifier_meta.get("target") == "pav":
         reward = f"pav-verifier,alpha={verifier_meta.get('alpha')}"
     elif settings.reward == "pav":
         reward = f"pav,alpha={settings.alpha},k={settings.prover_k}"
     else:
         reward = "q"
+    if verifier_meta.get("kind") == "implicit":
+        reward += f",readout={verifier_meta.get('readout')}"
     return f"beam(C={settings.expansions},{reward},steps={settings.max_steps})"
 
 
@@ -123,14 +127,15 @@ def _store_outcomes(store: Store, sid: str, problems: list[dict[str, Any]], outc
 
 
 def search_pool(store: Store, pool: Pool, config: EvalConfig, run_id: str) -> list[MethodResult]:
-    """Beam search at every configured width with the evaluation's PRM; results stored in
-    ``eval_results`` under the pool."""
+    """Beam search at every configured width with the evaluation's PRM (an implicit PRM scores
+    through ``config.implicit_readout``); results stored in ``eval_results`` under the pool."""
     model = find_model(store, config.prm, "prm")
     if model is None:
         raise StoreError(f"{store.path}: beam search needs a registered PRM (run `prmf train` first, or pass --prm)")
+    check_ranking(config.beam, model["kind"], config.implicit_readout)  # before the engine starts
     results = []
     with completer_session(config.generator, not_engine_errors=(StoreError,)) as completer:
-        verifier = cached_verifier(model["path"], scoring_settings(config))
+        verifier = with_readout(cached_verifier(model["path"], scoring_settings(config)), config.implicit_readout)
         for width in config.beam.widths:
             results.append(run_search(store, pool, config, model, width, run_id, completer, verifier))
     with store.transaction():

@@ -32,7 +32,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from tasks.verifiers.base import Item, ScoringSettings, SolutionScores, VerifierError, register_verifier
+from tasks.verifiers.base import Item, ScoringSettings, SolutionScores, Verifier, VerifierError, register_verifier
 from tasks.verifiers.step_tag import (
     SCORING_CHUNK,
     default_device,
@@ -97,6 +97,18 @@ def read_out(rewards: Sequence[float], readout: str) -> list[float]:
     if readout == "sigmoid":
         return [sigmoid(q) for q in accumulate(rewards)]
     raise VerifierError(f"unknown implicit-PRM read-out {readout!r}; known: {', '.join(READOUTS)}")
+
+
+def apply_readout(step_rewards: Sequence[float | None], readout: str) -> tuple[float | None, ...]:
+    """The ``readout`` of stored step rewards r_t (what ``score_many(..., readout="step")`` gives and
+    ``eval_scores`` holds for an implicit PRM), as :meth:`ImplicitPRM.score_many` would have read
+    them out: leading None entries (steps dropped from a solution too long for the context) stay
+    None, and the running sum starts at the first scored step."""
+    dropped = next((i for i, r in enumerate(step_rewards) if r is not None), len(step_rewards))
+    kept = list(step_rewards[dropped:])
+    if any(r is None for r in kept):
+        raise VerifierError(f"step rewards {list(step_rewards)}: an unscored step after a scored one")
+    return (None,) * dropped + tuple(read_out(kept, readout))  # type: ignore[arg-type]  # no None in kept
 
 
 def ce_loss(logratio, label, beta: float):
@@ -334,3 +346,27 @@ class ImplicitPRM:
             bounds = list(accumulate(step_lengths, initial=0))
             out.append(step_rewards([row[a:b] for a, b in zip(bounds, bounds[1:])], self.beta))
         return out
+
+
+class ReadoutView:
+    """An implicit PRM that scores with one fixed read-out, as a plain :class:`Verifier` for code
+    that calls ``score_many(items, advance)`` (beam search, ProcessBench, ``prmf score``). The
+    wrapped (possibly cached and shared) verifier is left as it is; ``meta["readout"]`` is the
+    view's read-out, so whatever is keyed on the verifier's meta sees it."""
+
+    def __init__(self, verifier: Any, readout: str):  # an ImplicitPRM (or another view)
+        if readout not in READOUTS:
+            raise VerifierError(f"unknown implicit-PRM read-out {readout!r}; known: {', '.join(READOUTS)}")
+        self.verifier, self.readout = verifier, readout
+        self.kind, self.path, self.max_length = verifier.kind, verifier.path, verifier.max_length
+        self.meta = {**verifier.meta, "readout": readout}
+
+    def score_many(self, items: Sequence[Item], advance: Callable[[int], None] | None = None,
+                   readout: str | None = None) -> list[SolutionScores]:
+        return self.verifier.score_many(items, advance, readout=readout or self.readout)
+
+
+def with_readout(verifier: Verifier, readout: str) -> Verifier:
+    """``verifier`` scoring with ``readout`` when it is an implicit PRM; any other verifier as it is
+    (its scores are what it was trained to output and need no read-out)."""
+    return ReadoutView(verifier, readout) if getattr(verifier, "kind", None) == "implicit" else verifier
