@@ -319,6 +319,13 @@ def plot_compute(evaluations: Sequence[PoolEvaluation], aggregation: str, path: 
         ax.set_title(f"{evaluation.dataset}/{evaluation.split} ({evaluation.problems} problems, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    return _png(fig, path)
+
+
+def _png(fig: Any, path: Path | None) -> bytes:
+    """The figure as PNG bytes (closed afterwards), also written to ``path`` when given."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -370,15 +377,7 @@ def plot_accuracy(evaluations: Sequence[PoolEvaluation], path: Path | None = Non
         ax.set_title(f"{evaluation.dataset}/{evaluation.split} ({evaluation.problems} problems, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    data = buffer.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return _png(fig, path)
 
 
 # --- tasks ---------------------------------------------------------------------------------------

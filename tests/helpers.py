@@ -197,3 +197,20 @@ def replay_strategy(store: Store, strategy_name: str, budget: int) -> set[tuple[
 
 def stored_units(store: Store) -> set[tuple[str, str, str, int]]:
     return set(store.query("SELECT problem_id, prefix_hash, strategy, round FROM work_units").rows)
+
+
+def seed_prefix_rollouts(store, outcomes: dict[str, dict[int, int]]) -> None:
+    """Rollouts of the seed_store solution s1 of problem p1: per sampling setting (completer m,
+    N 4), ``outcomes[sampling][step]`` of 4 rollouts correct from the question (step 0, prefix
+    hash "root") or from prefix ``step`` (hash h<step>), as math_shepherd units."""
+    for sampling, by_prefix in outcomes.items():
+        for step, correct in by_prefix.items():
+            unit = f"{sampling[-3]}{step}"
+            store.insert_rows("work_units", [{
+                "unit_id": unit, "problem_id": "p1", "prefix_hash": "root" if step == 0 else f"h{step}",
+                "completer_model": "m", "params": sampling, "strategy": "math_shepherd", "budget": 4, "n": 4,
+                "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
+            store.insert_rows("rollouts", [{
+                "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
+                "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
+                "num_tokens": 3, "run_id": "r"} for i in range(4)])

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.labelling.advantages import advantages, best_of_k, effective_rewards
 from tasks.store import Store
-from tests.helpers import seed_store
+from tests.helpers import seed_prefix_rollouts, seed_store
 
 
 def test_best_of_k_is_one_minus_the_chance_that_all_k_fail():
@@ -37,17 +37,7 @@ def _hand_built(store: Store) -> None:
     prover (m, sampling B, N 4): question 2/4, prefix 1 4/4, prefix 2 1/4."""
     seed_store(store, {}, False, [True, False, False])  # p1, wrong solution s1 with steps a b c (h1..h3)
     outcomes = {A: {0: 1, 1: 2, 2: 0}, B: {0: 2, 1: 4, 2: 1}}  # correct of 4, by prefix
-    for sampling, by_prefix in outcomes.items():
-        for step, correct in by_prefix.items():
-            unit = f"{sampling[-3]}{step}"
-            store.insert_rows("work_units", [{
-                "unit_id": unit, "problem_id": "p1", "prefix_hash": "root" if step == 0 else f"h{step}",
-                "completer_model": "m", "params": sampling, "strategy": "math_shepherd", "budget": 4, "n": 4,
-                "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
-            store.insert_rows("rollouts", [{
-                "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
-                "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
-                "num_tokens": 3, "run_id": "r"} for i in range(4)])
+    seed_prefix_rollouts(store, outcomes)
 
 
 def test_step_advantages_macro_matches_hand_computed_values(tmp_path):

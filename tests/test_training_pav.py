@@ -22,7 +22,7 @@ from tasks.training import (
     step_loss,
     train_reward_model,
 )
-from tests.helpers import seed_labelled_arith, seed_store
+from tests.helpers import seed_labelled_arith, seed_prefix_rollouts, seed_store
 from tests.test_training_precision import EXAMPLES, base  # noqa: F401  (base: SmolLM2 cut to 4 layers)
 
 
@@ -108,17 +108,7 @@ def _seed(store: Store, outcomes: dict[str, dict[int, int]]) -> None:
     and per sampling setting (completer m, N 4) the number of correct rollouts of 4 from the
     question (0) and from prefixes 1 and 2."""
     seed_store(store, {}, False, [True, False, False])
-    for sampling, by_prefix in outcomes.items():
-        for step, correct in by_prefix.items():
-            unit = f"{sampling[-3]}{step}"
-            store.insert_rows("work_units", [{
-                "unit_id": unit, "problem_id": "p1", "prefix_hash": "root" if step == 0 else f"h{step}",
-                "completer_model": "m", "params": sampling, "strategy": "math_shepherd", "budget": 4, "n": 4,
-                "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
-            store.insert_rows("rollouts", [{
-                "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
-                "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
-                "num_tokens": 3, "run_id": "r"} for i in range(4)])
+    seed_prefix_rollouts(store, outcomes)
 
 
 def test_pav_targets_match_hand_computed_rewards(db_path):
