@@ -101,10 +101,9 @@ def _store_outcomes(store: Store, sid: str, problems: list[dict[str, Any]], outc
                     grader: Grader, run_id: str) -> None:
     """Grade the chosen answers; store the chunk's nodes and results together."""
     golds = {p["problem_id"]: p for p in problems}
-    chosen = [o for o in outcomes if o.chosen is not None]
-    answers = [extract_answer(o.chosen.solution) for o in chosen]
-    grades = dict(zip((o.problem_id for o in chosen), grader.grade(
-        [(a, golds[o.problem_id]["gold_answer"], golds[o.problem_id]["answer_kind"]) for o, a in zip(chosen, answers)])))
+    answers = {o.problem_id: extract_answer(o.chosen.solution) for o in outcomes if o.chosen is not None}
+    grades = dict(zip(answers, grader.grade(
+        [(a, golds[pid]["gold_answer"], golds[pid]["answer_kind"]) for pid, a in answers.items()])))
     nodes = [{
         "search_id": sid, "problem_id": o.problem_id, "node_id": n.node_id, "parent_id": n.parent_id,
         "depth": n.depth, "text": n.text, "num_tokens": n.num_tokens, "finish": n.finish,
@@ -117,7 +116,7 @@ def _store_outcomes(store: Store, sid: str, problems: list[dict[str, Any]], outc
         results.append({
             "search_id": sid, "problem_id": o.problem_id, "node_id": o.chosen.node_id if o.chosen else None,
             "text": o.chosen.solution if o.chosen else None,
-            "final_answer": extract_answer(o.chosen.solution) if o.chosen else None,
+            "final_answer": answers.get(o.problem_id),
             "correct": bool(grade and grade.correct), "grade_status": grade.status if grade else "no_candidate",
             "score": o.score, "completed": o.completed, "tokens": o.tokens, "run_id": run_id,
         })
