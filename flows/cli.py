@@ -8,6 +8,7 @@
     prmf eval --dataset arith --n-max 8 --plot acc.png   # best-of-N on stored candidate pools
     prmf eval --pool candidates.jsonl # an external pool (question, answer, responses[, scores, correct])
     prmf processbench --split math    # earliest-error F1, threshold chosen on gsm8k
+    prmf gold-steps                   # verifiers' step scores vs arith gold step labels
     prmf score --question Q --solution "step 1\nstep 2"
     prmf factory --threshold 500      # label -> growth check -> retrain/evaluate/promote when due
     prmf model prepare                # convert the embedded SmolLM2 once
@@ -814,6 +815,50 @@ def advantages(
     columns, rows = gold_check_table(checks)
     _print_rows(columns, [tuple(r) for r in rows],
                 f"process advantages vs gold step labels, alpha {alpha}: AUC [95% CI, bootstrap over problems]")
+
+
+@app.command("gold-steps")
+def gold_steps(
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="a PRM or implicit PRM id (repeatable; the first is the baseline of the differences; "
+        "default: every step-scoring model with scores on the pool, oldest first)")] = None,
+    split: Annotated[str, typer.Option(help="the arith evaluation pool: test | validation")] = "test",
+    readout: Annotated[Optional[list[str]], typer.Option(
+        help="an implicit PRM's read-outs (repeatable): step (r_t) | cumulative (q_t); default both")] = None,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples of problems")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Verifier step scores against arith gold step labels on held-out problems: AUC of each PRM's (and each implicit
+    PRM read-out's) step scores on the arith evaluation pool's candidates (scored by `prmf eval`), over the same
+    steps for every scorer, with 95% intervals over problems and paired differences from the first scorer."""
+    from dataclasses import asdict
+
+    from tasks.config import default_db_path
+    from tasks.store import Store
+    from tasks.verifiers.gold_check import IMPLICIT_READOUTS, gold_step_check, gold_step_table
+
+    readouts = tuple(readout or IMPLICIT_READOUTS)
+    if split not in ("test", "validation"):
+        _fail(f"--split must be test or validation, not {split!r}")
+    if bad := [r for r in readouts if r not in IMPLICIT_READOUTS]:
+        _fail(f"--readout must be step or cumulative, not {bad[0]!r}")
+    if n_boot < 1:
+        _fail("--n-boot must be >= 1")
+    try:
+        with Store(db or default_db_path()) as store:
+            check = gold_step_check(store, tuple(model or ()), split, readouts, n_boot)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(asdict(check), indent=1) + "\n")
+        return
+    columns, rows = gold_step_table(check)
+    _print_rows(columns, [tuple(r) for r in rows],
+                f"step scores vs arith gold step labels, arith {split} pool: {check.problems} problems, "
+                f"{check.candidates} candidates, {check.non_final_steps} non-final steps "
+                f"({check.non_final_gold_correct} gold-correct), {check.all_steps} steps in all; "
+                "AUC [95% CI, bootstrap over problems]")
 
 
 @app.command()

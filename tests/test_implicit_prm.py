@@ -17,12 +17,14 @@ from tasks.config import TrainConfig
 from tasks.models import EMBEDDED_MODEL, resolve_model
 from tasks.store import Store
 from tasks.training import Example, train_reward_model
-from tasks.training.implicit import dpo_pairs, load_outcome_data
+from tasks.training.implicit import _log_ratios, accumulate_implicit_gradients, dpo_pairs, load_outcome_data
+from tasks.training.loop import load_trainable_model, precision_policy
 from tasks.verifiers import VerifierError, load_verifier
 from tasks.verifiers.implicit import (
     ImplicitCodec,
     ImplicitPRM,
     ce_loss,
+    pad_token_id,
     cumulative_rewards,
     dpo_loss,
     per_token_log_ratios,
@@ -163,13 +165,18 @@ def test_implicit_training_registers_a_verifier_that_scores_steps(db_path, tmp_p
         config = TrainConfig(db=db_path, models_dir=tmp_path / "models", base_model=str(base), kind="implicit",
                              epochs=2, batch_size=4, lr=1e-4, val_fraction=0.34, beta=0.05)
         result = train_reward_model(store, config, run_id="test-run")
-        [row] = store.query("SELECT model_id, kind, target, base_model, hyperparameters, val_metrics "
-                            "FROM prm_models").as_dicts()
+        [row] = store.query("SELECT model_id, kind, target, base_model, hyperparameters, val_metrics, "
+                            "solution_tokens, rollout_tokens, training_tokens FROM prm_models").as_dicts()
+        assert store.scalar("SELECT count(*) FROM rollouts") > 0  # stored, but not what an implicit PRM needs
     assert result.model_id.startswith("implicit-ce-") and row["model_id"] == result.model_id
     assert (row["kind"], row["target"], row["base_model"]) == ("implicit", "outcome", str(base.resolve()))
     assert result.train_examples == 4 and result.val_examples == 2
     assert "target" not in json.loads(row["hyperparameters"]) and json.loads(row["hyperparameters"])["beta"] == 0.05
     metrics = json.loads(row["val_metrics"])
+    # Cost: the 6 solutions' one-token requests, no rollouts; each epoch trains on the 4 training
+    # solutions' whole sequences.
+    assert (row["solution_tokens"], row["rollout_tokens"]) == (6, 0)
+    assert row["training_tokens"] == metrics["train_tokens"] > 0 and row["training_tokens"] % 2 == 0
     assert metrics["base_val_loss"] == pytest.approx(math.log(2), abs=1e-4)  # untrained: log ratio 0
     assert metrics["saved_epoch"] in (1, 2) and math.isfinite(metrics["val_loss"])
     meta = json.loads((result.path / "prm.json").read_text())
@@ -239,3 +246,50 @@ def test_dpo_training_registers_an_implicit_dpo_model(db_path, tmp_path, base): 
     assert json.loads((result.path / "prm.json").read_text())["loss"] == "dpo"
     [scores] = load_verifier(result.path).score_many([ITEMS[0]], readout="cumulative")
     assert len(scores.step_scores) == 2 and all(math.isfinite(x) for x in scores.step_scores)
+
+
+# Two problems with a correct and an incorrect solution each, of different lengths.
+ACCUMULATION_ITEMS = [
+    ("Ann has 2 pens and buys 3 more. How many pens?", ("2 + 3 = 5", "The answer is 5."), 1.0),
+    ("Ann has 2 pens and buys 3 more. How many pens?", ("2 + 3 = 6", "6 - 0 = 6", "The answer is 6."), 0.0),
+    ("Tom has 9 cards and gives away 4. How many cards?", ("9 - 4 = 5", "The answer is 5."), 1.0),
+    ("Tom has 9 cards and gives away 4. How many cards?", ("The answer is 13.",), 0.0),
+]
+
+
+def _implicit_gradient(base, loss: str, micro: int | None):  # noqa: F811
+    config = TrainConfig(kind="implicit", loss=loss, precision="fp32", batch_size=4 if loss == "ce" else 2,
+                         micro_batch_size=micro, beta=0.5)
+    policy = precision_policy("fp32", "cpu")
+    torch.manual_seed(0)
+    model = load_trainable_model(base, config, "cpu", policy)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    codec = ImplicitCodec(tokenizer, config.max_length)
+    encoded = [codec.encode(t) for t in codec.tokenize_many([(q, steps) for q, steps, _ in ACCUMULATION_ITEMS])]
+    pad_id = pad_token_id(tokenizer)
+    # A reference that is not the model (the initial model's log-probabilities minus a constant per
+    # solution), so the log ratios are not all 0 and the solutions' gradients differ in scale.
+    ref = _log_ratios(model, encoded, None, 4, "cpu", policy, pad_id) - torch.tensor([3.0, -2.0, 1.0, 0.5])
+    labels = torch.tensor([label for *_, label in ACCUMULATION_ITEMS])
+    batch = [(0,), (1,), (2,), (3,)] if loss == "ce" else [(0, 1), (2, 3)]
+    model.zero_grad(set_to_none=True)
+    total = accumulate_implicit_gradients(model, batch, encoded, ref, labels, config, "cpu", policy, pad_id)
+    return total, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("loss", ["ce", "dpo"])
+def test_implicit_accumulated_micro_batches_give_the_whole_batch_gradient(base, loss):  # noqa: F811
+    whole_loss, whole = _implicit_gradient(base, loss, None)
+    # The loss is the batch mean, by hand: pi_theta is the model the reference was taken from, so
+    # each solution's log ratio is its offset (3, -2, 1, 0.5), times beta 0.5.
+    x = 0.5 * torch.tensor([3.0, -2.0, 1.0, 0.5])
+    if loss == "ce":
+        labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+        expected = -(labels * torch.nn.functional.logsigmoid(x) + (1 - labels) * torch.nn.functional.logsigmoid(-x))
+    else:
+        expected = -torch.nn.functional.logsigmoid(torch.stack([x[0] - x[1], x[2] - x[3]]))
+    assert whole_loss == pytest.approx(expected.mean().item(), rel=1e-4)
+    for micro in (1, 3) if loss == "ce" else (1,):
+        micro_loss, accumulated = _implicit_gradient(base, loss, micro)
+        assert micro_loss == pytest.approx(whole_loss, rel=1e-5)
+        assert ((accumulated - whole).norm() / whole.norm()).item() < 1e-5, micro

@@ -102,8 +102,11 @@ def test_training_lowers_validation_loss_and_registers_the_model(db_path, tmp_pa
         config = TrainConfig(db=db_path, models_dir=tmp_path / "models", epochs=1, batch_size=4, lr=5e-5,
                              val_fraction=0.25)
         result = train_reward_model(store, config, run_id="test-run")
-        row = store.query("SELECT model_id, kind, target, path, data_snapshot, val_metrics, promoted, run_id "
-                          "FROM prm_models").as_dicts()
+        row = store.query("SELECT model_id, kind, target, path, data_snapshot, val_metrics, promoted, run_id, "
+                          "solution_tokens, rollout_tokens, training_tokens FROM prm_models").as_dicts()
+        # seed_labelled_arith: one 1-token request per solution; 4 one-token rollouts from every
+        # non-final prefix, no prefix shared between solutions.
+        rollout_tokens = store.scalar("SELECT 4 * sum(num_steps - 1) FROM solutions")
     assert result.val_metrics["val_loss"] < result.val_metrics["base_val_loss"]
     assert result.val_metrics["saved_epoch"] == 1 and result.val_metrics["saved_because"] == "best validation loss"
     assert result.val_metrics["train_truncated_solutions"] == result.val_metrics["val_truncated_solutions"] == 0
@@ -112,6 +115,8 @@ def test_training_lowers_validation_loss_and_registers_the_model(db_path, tmp_pa
     assert row[0]["promoted"] is False and row[0]["run_id"] == "test-run" and row[0]["target"] == "he"
     snapshot = json.loads(row[0]["data_snapshot"])
     assert snapshot["problems"] == 8 and snapshot["train_solutions"] + snapshot["val_solutions"] == 16
+    assert (row[0]["solution_tokens"], row[0]["rollout_tokens"]) == (16, rollout_tokens)
+    assert row[0]["training_tokens"] == result.val_metrics["train_tokens"] > 0
     assert (result.path / "prm.json").is_file() and not list((tmp_path / "models").glob(".*partial"))
 
     # Scoring: one forward pass per batch, one score per step, probabilities.

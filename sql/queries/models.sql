@@ -1,4 +1,4 @@
--- Every trained reward model: what it saw, its validation loss, its best-of-N accuracy at the largest N per pool, and its promotion decision.
+-- Every trained reward model: what it saw and cost (generated + training tokens; NULL before migration 011), its validation loss, its best-of-N accuracy at the largest N per pool, and its promotion decision.
 WITH best AS (
     SELECT r.model_id, r.dataset || '/' || p.split AS pool, arg_max(r.accuracy, r.n) AS accuracy, max(r.n) AS n
     FROM eval_results r JOIN eval_pools p USING (pool_id)
@@ -9,6 +9,7 @@ WITH best AS (
 )
 SELECT m.model_id, m.kind, m.target, m.promoted,
        m.data_snapshot ->> 'labelled_steps' AS labelled_steps,
+       m.solution_tokens + m.rollout_tokens AS generated_tokens, m.training_tokens,
        round((m.val_metrics ->> 'val_loss')::DOUBLE, 4) AS val_loss,
        (SELECT string_agg(b.pool || ' ' || round(b.accuracy, 3) || ' @N=' || b.n, ', ' ORDER BY b.pool)
         FROM best b WHERE b.model_id = m.model_id) AS best_of_n_accuracy,

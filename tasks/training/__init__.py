@@ -1,5 +1,6 @@
 """Verifier training from the store's step labels: data (:mod:`.data`), the loop's parts
-(:mod:`.loop`: precision, LoRA, batching, the optimizer step) and checkpointing (here).
+(:mod:`.loop`: precision, LoRA, batching, the optimizer step), what the data cost (:mod:`.cost`) and
+checkpointing (here).
 
 The trained checkpoint is a step-tag verifier (:mod:`tasks.verifiers.step_tag`): a PRM tags
 every step and learns the step targets, an ORM tags the final step and learns the solution's
@@ -36,6 +37,7 @@ from tasks.models import resolve_model
 from tasks.progress import progress
 from tasks.registry import label_snapshot
 from tasks.store import Store, to_json
+from tasks.training.cost import TrainingCost, training_cost
 from tasks.training.data import (
     Example,
     TrainingData,
@@ -66,7 +68,7 @@ __all__ = ["Example", "PrecisionPolicy", "TrainResult", "Trainer", "TrainingData
            "class_balance_weights", "eval_questions", "evaluate", "evaluation_pool_questions", "is_eval_problem",
            "length_grouped_batches", "load_examples", "load_trainable_model", "load_training_data",
            "normalize_question", "precision_policy", "split_by_problem", "step_loss", "step_targets",
-           "train_reward_model", "train_task"]
+           "train_reward_model", "train_task", "TrainingCost", "training_cost"]
 
 
 @dataclass
@@ -102,12 +104,14 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
     with store.released():
         final_dir, history, val_metrics = fit(base.path, train, val, config, model_id, data.meta)
     hyper = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("db", "models_dir")}
+    cost = training_cost(store, (e.solution_id for e in examples), config.kind, config.target,
+                         val_metrics["train_tokens"])
     with store.transaction():
         store.insert_rows("prm_models", [{
             "model_id": model_id, "kind": config.kind, "base_model": base.identity,
             "target": config.target if config.kind == "prm" else "correct", "path": str(final_dir.resolve()),
             "data_snapshot": to_json(snapshot), "hyperparameters": to_json(hyper), "val_metrics": to_json(val_metrics),
-            "run_id": run_id,
+            "run_id": run_id, **cost.columns(),
         }])
     return TrainResult(model_id, final_dir, len(train), len(val), excluded, history, val_metrics)
 
@@ -183,8 +187,8 @@ def fit(base_path: Path, train: list[Example], val: list[Example], config: Train
     staging.rename(final_dir)
     val_metrics = {**history[saved[0]], "saved_epoch": saved[0], "saved_because": saved[1],
                    "base_val_loss": history[0]["val_loss"], "base_val_accuracy": history[0]["val_accuracy"],
-                   "train_seconds": train_seconds, "train_tokens_per_s": train_tokens / max(train_seconds, 1e-9),
-                   "precision": policy.name, **truncated}
+                   "train_seconds": train_seconds, "train_tokens": train_tokens,
+                   "train_tokens_per_s": train_tokens / max(train_seconds, 1e-9), "precision": policy.name, **truncated}
     if class_weights is not None:
         val_metrics["class_weights"] = {"below_half": class_weights[0], "at_least_half": class_weights[1]}
     if device == "cuda":

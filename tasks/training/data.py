@@ -46,6 +46,7 @@ class Example:
     question: str
     steps: tuple[str, ...]
     targets: tuple[float | None, ...]  # one per step (ORM: one); None = no loss on this step
+    solution_id: str | None = None  # the stored solution it came from (what its data cost is counted over)
 
 
 def normalize_question(text: str) -> str:
@@ -121,7 +122,8 @@ def load_training_data(store: Store, config: TrainConfig) -> TrainingData:
             targets: tuple[float | None, ...] = (float(first["solution_correct"]),)
         else:
             targets = step_targets(steps, config)
-        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets))
+        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets,
+                                first["solution_id"]))
     return TrainingData(examples, len(excluded), {}, {})
 
 
@@ -153,7 +155,8 @@ def _pav_data(store: Store, config: TrainConfig, kept: list[list[dict[str, Any]]
             unrewarded += 1  # no loss on any of its steps
             continue
         targets = tuple(None if r is None else squash_reward(r, config.alpha) for r in values)
-        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets))
+        examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps), targets,
+                                first["solution_id"]))
     pav_base = {"completer": base[0], "params": base[1], "budget": base[2]}
     meta = {"prover": config.prover, "alpha": config.alpha, "pav_base": pav_base, "squash": "affine"}
     snapshot = {"pav_base": pav_base, "pav_rewarded_steps": rewarded[base], "pav_unrewarded_solutions": unrewarded}

@@ -43,6 +43,7 @@ from tasks.progress import progress
 from tasks.registry import label_snapshot
 from tasks.store import Store, internal_sql, to_json
 from tasks.training import TrainResult, _adapter_state, _remove_abandoned_staging
+from tasks.training.cost import training_cost
 from tasks.training.data import (
     Example,
     TrainingData,
@@ -86,7 +87,7 @@ def load_outcome_data(store: Store, config: TrainConfig) -> TrainingData:
             excluded.add(first["problem_id"])
             continue
         examples.append(Example(first["problem_id"], first["question"], tuple(s["text"] for s in steps),
-                                (float(first["correct"]),)))
+                                (float(first["correct"]),), first["solution_id"]))
     snapshot = {"solutions": len(examples), "correct_solutions": sum(e.targets[0] == 1.0 for e in examples)}
     return TrainingData(examples, len(excluded), {}, snapshot)
 
@@ -119,11 +120,13 @@ def train_implicit(store: Store, config: TrainConfig, run_id: str | None = None)
         final_dir, history, val_metrics = fit_implicit(base, train, val, config, model_id)
     hyper = {k: v for k, v in config.model_dump(mode="json").items()
              if k not in ("db", "models_dir", *STEP_TAG_ONLY)}
+    cost = training_cost(store, (e.solution_id for e in data.examples), "implicit", "outcome",
+                         val_metrics["train_tokens"])
     with store.transaction():
         store.insert_rows("prm_models", [{
             "model_id": model_id, "kind": "implicit", "base_model": base.identity, "target": "outcome",
             "path": str(final_dir.resolve()), "data_snapshot": to_json(snapshot), "hyperparameters": to_json(hyper),
-            "val_metrics": to_json(val_metrics), "run_id": run_id,
+            "val_metrics": to_json(val_metrics), "run_id": run_id, **cost.columns(),
         }])
     return TrainResult(model_id, final_dir, len(train), len(val), data.excluded, history, val_metrics)
 
@@ -145,6 +148,31 @@ def sequence_log_ratios(model: Any, encoded: Sequence[Encoded], ref_sums, device
         log_probs = response_log_probs(model, input_ids, mask, rows, cols)
     sums = torch.zeros(len(encoded), dtype=torch.float32, device=device).index_add(0, rows, log_probs.float())
     return sums if ref_sums is None else sums - ref_sums
+
+
+def accumulate_implicit_gradients(model: Any, batch: Sequence[tuple[int, ...]], encoded: Sequence[Encoded], ref_sums,
+                                  labels, config: TrainConfig, device: str, policy: PrecisionPolicy,
+                                  pad_id: int) -> float:
+    """Backpropagate the mean loss of ``batch`` (units: ``(solution,)`` for ce, ``(correct,
+    incorrect)`` pairs for dpo, indices into ``encoded``/``ref_sums``/``labels``) in passes of
+    ``config.micro_batch_size`` units; each pass adds its share of the batch mean, so the
+    accumulated gradient is the whole batch's. Returns the batch's mean loss."""
+    micro = config.micro_batch_size or config.batch_size
+    total = 0.0
+    for start in range(0, len(batch), micro):
+        part = batch[start : start + micro]
+        if config.loss == "ce":
+            rows = [i for (i,) in part]
+            ratios = sequence_log_ratios(model, [encoded[i] for i in rows], ref_sums[rows], device, policy, pad_id)
+            losses = ce_loss(ratios, labels[rows], config.beta)
+        else:  # both solutions of each pair in one pass
+            rows = [w for w, _ in part] + [l_ for _, l_ in part]
+            ratios = sequence_log_ratios(model, [encoded[i] for i in rows], ref_sums[rows], device, policy, pad_id)
+            losses = dpo_loss(ratios[: len(part)], ratios[len(part):], config.beta)
+        loss = losses.sum() / len(batch)  # this pass's share of the batch mean
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def _log_ratios(model: Any, encoded: list[Encoded], ref_sums, batch_size: int, device: str, policy: PrecisionPolicy,
@@ -228,26 +256,11 @@ def fit_implicit(base: ResolvedModel, train: list[Example], val: list[Example], 
     total_steps = math.ceil(len(units) / config.batch_size) * config.epochs
     warmup = max(1, total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-    micro = config.micro_batch_size or config.batch_size
 
     def optimizer_step(batch: list[tuple[int, ...]]) -> float:
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for start in range(0, len(batch), micro):
-            part = batch[start : start + micro]
-            if config.loss == "ce":
-                rows = [i for (i,) in part]
-                ratios = sequence_log_ratios(model, [train_encoded[i] for i in rows], ref_train[rows], device, policy,
-                                             pad_id)
-                losses = ce_loss(ratios, labels[rows], config.beta)
-            else:  # both solutions of each pair in one pass
-                rows = [w for w, _ in part] + [l_ for _, l_ in part]
-                ratios = sequence_log_ratios(model, [train_encoded[i] for i in rows], ref_train[rows], device, policy,
-                                             pad_id)
-                losses = dpo_loss(ratios[: len(part)], ratios[len(part):], config.beta)
-            loss = losses.sum() / len(batch)  # this pass's share of the batch mean
-            loss.backward()
-            total += float(loss.detach())
+        total = accumulate_implicit_gradients(model, batch, train_encoded, ref_train, labels, config, device, policy,
+                                              pad_id)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
@@ -299,7 +312,7 @@ def fit_implicit(base: ResolvedModel, train: list[Example], val: list[Example], 
     first = history[0]
     val_metrics = {**history[saved[0]], "saved_epoch": saved[0], "saved_because": saved[1],
                    "base_val_loss": first["val_loss"], "base_val_accuracy": first["val_accuracy"],
-                   "base_val_auc": first["val_auc"], "train_seconds": train_seconds,
+                   "base_val_auc": first["val_auc"], "train_seconds": train_seconds, "train_tokens": train_tokens,
                    "train_tokens_per_s": train_tokens / max(train_seconds, 1e-9), "precision": policy.name,
                    "train_too_long_solutions": train_dropped, "val_too_long_solutions": val_dropped}
     if config.loss == "dpo":
