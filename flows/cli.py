@@ -339,7 +339,7 @@ def label(
 @app.command()
 def train(
     kind: Annotated[Optional[str], typer.Option(help="prm (a score per step) | orm (one per solution) | implicit (implicit PRM: trained on solution correctness only, step rewards from beta * log(pi/pi_ref))")] = None,
-    target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft) | pav (process advantage: the prover's effective reward, squashed to [0, 1])")] = None,
+    target: Annotated[Optional[str], typer.Option(help="prm target: he (hard) | se (soft) | pav (process advantage: the prover's effective reward, squashed to [0, 1]) | gold (the oracle: arith's exact gold step labels, no rollouts)")] = None,
     prover: Annotated[Optional[str], typer.Option(help="pav: the prover, bo<K> (Best-of-K of the base policy, default bo4) or a completer evaluation <completer>@<hash>/N<budget> (SELECT DISTINCT prover FROM step_advantages())")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="pav: reward = Q_pi + alpha * A_mu (default 0.5)")] = None,
     beta: Annotated[Optional[float], typer.Option(help="implicit: reward = beta * log(pi_theta / pi_ref) (default 0.05)")] = None,

@@ -357,10 +357,11 @@ class TrainConfig(_Strict):
         "tokens, the base model being pi_ref"
     )
     base_model: str = Field(EMBEDDED_MODEL, description="causal LM to fine-tune: alias, local folder or HF id")
-    target: Literal["he", "se", "pav"] = Field(
-        "he", description="prm step target: he (hard, 0/1 cross-entropy), se (soft, BCE on the probability) or pav "
+    target: Literal["he", "se", "pav", "gold"] = Field(
+        "he", description="prm step target: he (hard, 0/1 cross-entropy), se (soft, BCE on the probability), pav "
         "(process advantage: soft BCE on the effective reward Q_pi + alpha * A_mu of `prover`, squashed affinely "
-        "to [0, 1] as (reward + alpha) / (1 + 2 alpha))"
+        "to [0, 1] as (reward + alpha) / (1 + 2 alpha)) or gold (the oracle: the exact gold step labels of every "
+        "solution that has them, arith; no rollouts needed)"
     )
     prover: str = Field(
         "bo4", description="target pav: the prover mu whose advantage A_mu the reward adds, named as step_advantages "
@@ -374,8 +375,8 @@ class TrainConfig(_Strict):
         "weight n / (2 n_bucket) over the training set), as the PAV paper's class-balanced training; any target"
     )
     after_first_error: Literal["drop", "keep"] = Field(
-        "drop", description="prm: drop the steps after the first HE=0 step (as the Qwen PRM paper does) or keep them; "
-        "not used by target pav (every step with a reward trains)"
+        "drop", description="prm: drop the steps after the first HE=0 step (target gold: the first gold-wrong step; as "
+        "the Qwen PRM paper does) or keep them; not used by target pav (every step with a reward trains)"
     )
     inferred_labels: Literal["include", "exclude"] = Field(
         "include",

@@ -94,6 +94,9 @@ def train_reward_model(store: Store, config: TrainConfig, run_id: str | None = N
     data = load_training_data(store, config)
     examples, excluded = data.examples, data.excluded
     if not examples:
+        if config.kind == "prm" and config.target == "gold":
+            raise TrainingError(f"{store.path}: no solutions with gold step labels to train the oracle on (gold labels "
+                                "exist for arith: `prmf label --dataset arith` samples solutions)")
         raise TrainingError(f"{store.path}: no fully labelled solutions to train on (run `prmf label` first)")
     train, val = split_by_problem(examples, config.val_fraction, config.seed)
     snapshot = label_snapshot(store)

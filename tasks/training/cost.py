@@ -6,7 +6,8 @@ Three numbers, so verifiers can be compared by accuracy against what they took t
   (training and validation solutions; every sample of each request);
 - ``rollout_tokens``: generated tokens of the rollouts its step labels came from: every rollout
   from a step prefix of those solutions (and, for PAV, from their bare questions); 0 for an ORM
-  and an implicit PRM, which learn from the solutions' correctness alone;
+  and an implicit PRM, which learn from the solutions' correctness alone, and for the oracle PRM
+  (target gold), whose labels are arith's exact ones;
 - ``training_tokens``: tokens of the sequences it was trained on, counted once per epoch (forward
   and backward; a DPO pair counts both solutions).
 
@@ -43,9 +44,10 @@ class TrainingCost:
                 "training_tokens": self.training_tokens}
 
 
-def labels_need_rollouts(kind: str) -> bool:
-    """Step-tag PRMs learn from rollout estimates; ORMs and implicit PRMs from correctness only."""
-    return kind == "prm"
+def labels_need_rollouts(kind: str, target: str) -> bool:
+    """Step-tag PRMs learn from rollout estimates; ORMs and implicit PRMs from correctness only,
+    the oracle PRM (target gold) from gold step labels that cost nothing here."""
+    return kind == "prm" and target != "gold"
 
 
 def training_cost(store: Store, solution_ids: Iterable[str | None], kind: str, target: str,
@@ -53,7 +55,7 @@ def training_cost(store: Store, solution_ids: Iterable[str | None], kind: str, t
     """The cost of a verifier of ``kind``/``target`` trained on ``solution_ids`` for
     ``training_tokens`` tokens."""
     ids = sorted({s for s in solution_ids if s is not None})
-    with_rollouts = labels_need_rollouts(kind)
+    with_rollouts = labels_need_rollouts(kind, target)
     solution_tokens, rollout_tokens = store.query(internal_sql("training_data_cost"), {
         "solution_ids": ids, "with_rollouts": with_rollouts, "with_root": with_rollouts and target == "pav"}).rows[0]
     return TrainingCost(int(solution_tokens), int(rollout_tokens), int(training_tokens))

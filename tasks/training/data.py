@@ -5,8 +5,11 @@ that did. With ``after_first_error="drop"`` the steps after the first HE = 0 ste
 (their label is implied). A step whose HE a labelling strategy inferred (no rollouts from it)
 trains on that HE with ``inferred_labels="include"`` and carries no loss with ``"exclude"``; it
 has no SE, so no loss under ``target="se"``. An ORM has one target, the solution's correctness.
-``pav`` (process advantages, Setlur et al. 2024): the effective reward Q_pi + alpha * A_mu of
-``config.prover`` (``step_advantages``), squashed affinely to [0, 1] (:func:`squash_reward`); a
+``gold`` (the oracle PRM): each step's exact gold label (arith: :func:`tasks.arith.gold_step_labels`,
+stored with the steps) on every graded solution whose steps all have one, labelled by rollouts or
+not; ``after_first_error`` applies to the first gold-wrong step. ``pav`` (process advantages,
+Setlur et al. 2024): the effective reward Q_pi + alpha * A_mu of ``config.prover``
+(``step_advantages``), squashed affinely to [0, 1] (:func:`squash_reward`); a
 step whose prefix or predecessor has no value carries no loss, ``after_first_error`` does not
 apply (a wrong step's low reward is its label), and an inferred step has no value. Of several base
 evaluations the one giving the most steps a reward is used (ties: smallest completer, sampling,
@@ -100,7 +103,8 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
 def load_training_data(store: Store, config: TrainConfig) -> TrainingData:
     """:func:`load_examples` with what the targets were computed from."""
     pooled = evaluation_pool_questions(store)
-    rows = store.query(internal_sql("training_steps")).as_dicts()
+    oracle = config.kind == "prm" and config.target == "gold"
+    rows = store.query(internal_sql("gold_training_steps" if oracle else "training_steps")).as_dicts()
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if config.datasets and row["dataset"] not in config.datasets:
@@ -170,9 +174,13 @@ def step_targets(steps: list[dict[str, Any]], config: TrainConfig) -> tuple[floa
         if seen_error and config.after_first_error == "drop":
             targets.append(None)
             continue
-        inferred = bool(s.get("inferred"))
+        inferred = bool(s.get("inferred"))  # (gold rows have no such column: never inferred)
         if inferred and config.inferred_labels == "exclude":
             targets.append(None)  # as if unlabelled: nor does it count as the first error
+            continue
+        if config.target == "gold":
+            targets.append(float(s["gold"]))
+            seen_error = seen_error or not s["gold"]
             continue
         if config.target == "he":
             targets.append(float(s["he"]))
