@@ -390,6 +390,9 @@ class TrainConfig(_Strict):
         "solution) or dpo (-log sigmoid(reward_correct - reward_incorrect) on pairs of the same problem)"
     )
     datasets: tuple[str, ...] = Field((), description="train only on these problems.dataset values (default: all)")
+    problem_limit: int | None = Field(
+        None, ge=1, description="train only on the first N problems of each dataset split by source row (the slice "
+        "`prmf label --limit N` labels; a study's data-scaling slices); default: all")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="fraction of problems (never steps) held out")
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1, description="solutions per optimizer step")

@@ -243,3 +243,13 @@ def test_lora_training_registers_a_merged_checkpoint(db_path, tmp_path):
     assert _checkpoint_val_loss(db_path, config, result.path) == pytest.approx(result.val_metrics["val_loss"], abs=1e-3)
     [scores] = load_verifier(result.path).score(QUESTION, [LONG])
     assert len(scores.step_scores) == len(LONG)
+
+
+def test_problem_limit_trains_on_the_first_problems_of_each_split(db_path):
+    with Store(db_path) as store:
+        seed_labelled_arith(store, 5)  # arith train indexes 0-4 (source rows)
+        first = {p for (p,) in store.query("SELECT problem_id FROM problems WHERE source_row < 3").rows}
+        examples, _ = load_examples(store, TrainConfig(db=db_path, problem_limit=3))
+        everything, _ = load_examples(store, TrainConfig(db=db_path))
+    assert {e.problem_id for e in examples} == first and len(examples) == 6
+    assert len(everything) == 10

@@ -78,6 +78,18 @@ def evaluation_pool_questions(store: Store) -> frozenset[str]:
     return frozenset(normalize_question(q) for (q,) in store.query(internal_sql("evaluation_pool_questions")).rows)
 
 
+def training_slice(store: Store, config: TrainConfig) -> frozenset[str] | None:
+    """The problems ``config.problem_limit`` allows (None: every problem)."""
+    if config.problem_limit is None:
+        return None
+    return frozenset(p for (p,) in store.query(internal_sql("first_problems"), {"n": config.problem_limit}).rows)
+
+
+def wanted_row(row: dict[str, Any], config: TrainConfig, allowed: frozenset[str] | None) -> bool:
+    """A training row of the configured datasets and slice."""
+    return (not config.datasets or row["dataset"] in config.datasets) and (allowed is None or row["problem_id"] in allowed)
+
+
 def is_eval_problem(dataset: str, split: str, question: str, pooled: frozenset[str] = frozenset()) -> bool:
     text = normalize_question(question)
     return split in ("test", "validation") or dataset == "math500" or text in eval_questions() or text in pooled
@@ -105,9 +117,10 @@ def load_training_data(store: Store, config: TrainConfig) -> TrainingData:
     pooled = evaluation_pool_questions(store)
     oracle = config.kind == "prm" and config.target == "gold"
     rows = store.query(internal_sql("gold_training_steps" if oracle else "training_steps")).as_dicts()
+    allowed = training_slice(store, config)
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        if config.datasets and row["dataset"] not in config.datasets:
+        if not wanted_row(row, config, allowed):
             continue
         by_solution.setdefault(row["solution_id"], []).append(row)
     kept, excluded = [], set()

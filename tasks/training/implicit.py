@@ -51,6 +51,8 @@ from tasks.training.data import (
     evaluation_pool_questions,
     is_eval_problem,
     split_by_problem,
+    training_slice,
+    wanted_row,
 )
 from tasks.training.loop import PrecisionPolicy, length_grouped_batches, load_trainable_model, precision_policy
 from tasks.verifiers import VERIFIER_METADATA
@@ -75,9 +77,10 @@ def load_outcome_data(store: Store, config: TrainConfig) -> TrainingData:
     """Every graded solution with its steps and correctness (one target: 1.0 or 0.0), minus
     evaluation problems; ``excluded`` counts the problems left out as evaluation problems."""
     pooled = evaluation_pool_questions(store)
+    allowed = training_slice(store, config)
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in store.query(internal_sql("implicit_training_solutions")).as_dicts():
-        if config.datasets and row["dataset"] not in config.datasets:
+        if not wanted_row(row, config, allowed):
             continue
         by_solution.setdefault(row["solution_id"], []).append(row)
     examples, excluded = [], set()
