@@ -21,6 +21,7 @@ import datetime as _dt
 import decimal
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -705,6 +706,78 @@ def retrain(
         sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
         return
     _print_retrain(result)
+
+
+@app.command()
+def study(
+    size: Annotated[Optional[list[int]], typer.Option("--size", help="data-scaling slice: the first N problems of the label dataset (repeatable, ascending; default 20, 40, 80)")] = None,
+    verifier: Annotated[Optional[list[str]], typer.Option("--verifier", help="trained on the largest slice (repeatable): orm | prm-he | prm-se | pav | implicit | oracle (default all)")] = None,
+    scaling_verifier: Annotated[Optional[list[str]], typer.Option("--scaling-verifier", help="also trained on every smaller slice (repeatable; default orm, prm-he, oracle)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="labelling strategy of the slices (default naive+root: every prefix measured, as SE and PAV need)")] = None,
+    solutions: Annotated[Optional[int], typer.Option(help="solutions per labelled problem (default 4)")] = None,
+    rollouts: Annotated[Optional[int], typer.Option(help="rollouts per step prefix (default 8)")] = None,
+    base_model: Annotated[Optional[str], typer.Option(help="base model of every verifier (default: the embedded SmolLM2)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs of every verifier (default 2)")] = None,
+    eval_limit: EvalLimitOption = None,
+    validation_limit: ValidationLimitOption = None,
+    n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 16)")] = None,
+    selection_n: Annotated[Optional[int], typer.Option(help="the N of the headline and of the aggregation choice (default 8)")] = None,
+    processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 100; 0 skips)")] = None,
+    report_dir: Annotated[Optional[Path], typer.Option(help="report folder (default: study-<id>/ next to the store)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Does better process supervision make a better verifier? (the study flow; config: StudyConfig)
+
+    Stages, each reused from the store when it already ran (a killed study reruns from where it stopped):
+
+    1. label: the first N problems of the label dataset for each --size (nested slices).
+
+    2. train: every --scaling-verifier on every slice and every --verifier on the largest: ORM, PRM on HE and SE targets, PAV, implicit PRM, and the oracle PRM on arith's gold step labels (the ceiling).
+
+    3. select: each verifier on one fixed test pool (N up to --n-max, the same candidates for all): pass@1, majority, best-of-N and weighted vote with the aggregation chosen on the validation pool, 95% intervals, scorer diagnostics, step scores against arith gold labels.
+
+    4. external: ProcessBench F1 (math split, threshold chosen on gsm8k) of the largest slice's step verifiers.
+
+    5. report: report.md (tables, accuracy-vs-N and accuracy-vs-cost PNGs) and report.json next to the store, also a Prefect artifact. It says whether a factory verifier beat majority by 10 points at N = --selection-n with non-overlapping intervals, and if not, how far the best one and the oracle ceiling were.
+    """
+    from flows.study import study as study_flow
+    from tasks.config import StudyConfig
+
+    def adjust(data: dict[str, Any]) -> None:
+        if size:
+            data["sizes"] = list(size)
+        if verifier:
+            data["verifiers"] = list(verifier)
+            if not scaling_verifier:
+                data["scaling_verifiers"] = [v for v in data["scaling_verifiers"] if v in verifier]
+        if scaling_verifier:
+            data["scaling_verifiers"] = list(scaling_verifier)
+        if eval_limit:
+            for settings in data["eval"]["datasets"]:
+                settings["limit"] = eval_limit
+        if validation_limit:
+            for settings in data["eval"]["validation"]:
+                settings["limit"] = validation_limit
+
+    config = _config(StudyConfig, config_file, {
+        **_db_overrides(db, "label", "train", "eval"), "label.strategy": strategy, "label.solutions": solutions,
+        "label.rollouts": rollouts, "train.base_model": base_model, "train.epochs": epochs, "eval.n_max": n_max,
+        "selection_n": selection_n, "processbench_limit": processbench_limit,
+        "report_dir": str(report_dir) if report_dir else None,
+    }, adjust, show=show_config)
+    command = "prmf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = _run_factory_flow(lambda config: study_flow(config=config, command=command), config)
+    if as_json:
+        sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "trained"}, default=_json_default,
+                                    indent=1) + "\n")
+        return
+    for dataset, bar in result["report"]["bars"].items():
+        console.print(f"{dataset}: the bar is {'met' if bar['met'] else 'not met'}", soft_wrap=True)
+        console.print(bar["text"], soft_wrap=True)
+    console.print(f"report: {result['report']['path']}")
 
 
 def _print_retrain(retrained: dict[str, Any]) -> None:

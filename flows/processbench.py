@@ -21,4 +21,6 @@ def processbench(config: ProcessBenchConfig = ProcessBenchConfig()) -> dict[str,
     """Score every step, predict the first one below the threshold (chosen on gsm8k unless given), report F1."""
     with recorded_run(config.db, "processbench", config) as run_id:
         scoring = ScoringSettings(batch_size=config.batch_size, batch_tokens=config.batch_tokens)
-        return processbench_task(config.db, config.split, config.model, config.limit, config.threshold, run_id, scoring)
+        result = processbench_task(config.db, config.split, config.model, config.limit, config.threshold, run_id,
+                                   scoring)
+    return {"run_id": run_id, **result}

@@ -507,8 +507,10 @@ class EvalConfig(_Strict):
         default_factory=lambda: SamplingSettings(temperature=0.8, max_tokens=256),
         description="sampling for pool candidates (part of the pool's identity)",
     )
-    prm: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
-    orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; none: skipped)")
+    prm: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest); \"none\": "
+                            "no PRM")
+    orm: str | None = Field(None, description="ORM model id (default: the promoted ORM, else the newest; skipped when "
+                            "none is registered); \"none\": no ORM")
     implicit_readout: Literal["step", "cumulative", "sigmoid"] = Field(
         "cumulative",
         description="an implicit PRM as the PRM: the step scores its methods use: step = the step reward r_t, "
@@ -614,6 +616,102 @@ class FactoryConfig(_Strict):
         if not self.eval.validation:
             raise ValueError("eval.validation is empty: a retrain decides promotion on validation pools")
         return self
+
+
+#: The verifiers a study trains: name -> the TrainConfig fields that make it.
+STUDY_VERIFIERS: dict[str, dict[str, str]] = {
+    "orm": {"kind": "orm"},
+    "prm-he": {"kind": "prm", "target": "he"},
+    "prm-se": {"kind": "prm", "target": "se"},
+    "pav": {"kind": "prm", "target": "pav"},
+    "implicit": {"kind": "implicit"},
+    "oracle": {"kind": "prm", "target": "gold"},
+}
+StudyVerifier = Literal["orm", "prm-he", "prm-se", "pav", "implicit", "oracle"]
+
+
+def _study_label() -> LabelConfig:
+    return LabelConfig(dataset=DatasetSettings(name="arith", split="train", select="first"), strategy="naive+root")
+
+
+def _study_eval() -> EvalConfig:
+    return EvalConfig(datasets=(DatasetSettings(name="arith", split="test", limit=40),),
+                      validation=(DatasetSettings(name="arith", split="validation", limit=40),), n_max=16)
+
+
+class StudyConfig(_Strict):
+    """prmf study: does better process supervision make a better verifier? Label growing slices,
+    train every verifier on each, select on one fixed pool, report with intervals."""
+
+    _partial_fields = ("label", "eval")
+
+    db: Path = Field(default_factory=default_db_path, description="the one store of every stage (env PRMF_DB)")
+    label: LabelConfig = Field(
+        default_factory=_study_label,
+        description="how each slice is labelled (default: arith train, naive+root: every prefix and the question "
+        "measured, which SE and PAV need); label.dataset.limit is set per slice",
+    )
+    sizes: tuple[int, ...] = Field(
+        (20, 40, 80), min_length=1,
+        description="data-scaling slices: the first N problems of label.dataset, nested (each slice holds the smaller)",
+    )
+    verifiers: tuple[StudyVerifier, ...] = Field(
+        ("orm", "prm-he", "prm-se", "pav", "implicit", "oracle"), min_length=1,
+        description="verifiers trained on the largest slice: orm, prm-he, prm-se, pav (bo4 prover), implicit (CE), "
+        "oracle (a PRM on arith's exact gold step labels: the ceiling of what the base model learns from perfect "
+        "labels)",
+    )
+    scaling_verifiers: tuple[StudyVerifier, ...] = Field(
+        ("orm", "prm-he", "oracle"),
+        description="of the verifiers, those also trained on every smaller slice (the scaling curve)",
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="training settings of every verifier (kind, target and slice set per "
+                               "verifier); on a GPU raise epochs and use a larger base model here")
+    eval: EvalConfig = Field(
+        default_factory=_study_eval,
+        description="the fixed selection pools (default: 40 arith test problems, N up to 16, and 40 arith validation "
+        "problems, which choose each verifier's aggregation); prm/orm are set per verifier",
+    )
+    selection_n: int = Field(8, ge=1, description="the N the headline compares at (and aggregations are chosen at)")
+    processbench_limit: int = Field(
+        100, ge=0, description="ProcessBench samples per split for each step verifier of the largest slice (0: skip)")
+    report_dir: Path | None = Field(None, description="where the report goes (default: study-<id>/ next to the store)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_store(cls, data: Any) -> Any:
+        """``db`` is the store of every stage; a stage naming another store is an error."""
+        if not isinstance(data, dict):
+            return data
+        db = data.get("db") or default_db_path()
+        data = dict(data)
+        for stage in ("label", "train", "eval"):
+            sub = data.get(stage)
+            if sub is None:
+                field = cls.model_fields[stage]
+                sub = field.default_factory().model_dump(exclude={"db"})
+            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub)
+            if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
+                raise ValueError(f"{stage}.db ({sub['db']}) differs from the study's db ({db}); use one store")
+            data[stage] = {**sub, "db": db}
+        return {**data, "db": db}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudyConfig":
+        if list(self.sizes) != sorted(set(self.sizes)):
+            raise ValueError(f"sizes {list(self.sizes)} must be distinct and ascending")
+        if missing := [v for v in self.scaling_verifiers if v not in self.verifiers]:
+            raise ValueError(f"scaling_verifiers {missing} are not in verifiers {list(self.verifiers)}")
+        if not self.eval.validation:
+            raise ValueError("eval.validation is empty: a study chooses aggregations on validation pools")
+        if self.selection_n > self.eval.n_max:
+            raise ValueError(f"selection_n {self.selection_n} exceeds eval.n_max {self.eval.n_max}")
+        return self
+
+    def verifiers_at(self, size: int) -> tuple[str, ...]:
+        """The verifiers trained on the slice of ``size`` problems."""
+        return self.verifiers if size == self.sizes[-1] else self.scaling_verifiers
 
 
 class ProcessBenchConfig(_Strict):

@@ -50,9 +50,15 @@ def get_model(store: Store, model_id: str | None = None, kind: str | None = None
     return rows[0]
 
 
+#: A model id that leaves a slot empty (an evaluation without an ORM, or with an ORM only).
+NO_MODEL = "none"
+
+
 def find_model(store: Store, model_id: str | None, kind: str) -> dict[str, Any] | None:
     """Like :func:`get_model`, but None when no model of ``kind`` exists and none was named (a
-    named model may be of any kind the slot accepts)."""
+    named model may be of any kind the slot accepts), or when :data:`NO_MODEL` is named."""
+    if model_id == NO_MODEL:
+        return None
     if model_id is None and not store.scalar(internal_sql("count_models"), {"kind": kind}):
         return None
     return get_model(store, model_id, kind)

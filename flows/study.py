@@ -1,0 +1,88 @@
+"""The study flow: does better process supervision make a better verifier?
+
+label each slice -> train every verifier on it -> evaluate each on the same fixed pools ->
+ProcessBench for the largest slice's step verifiers -> the report (``tasks/study``).
+
+Run it with ``prmf study``. Every stage is looked up before it runs (``study_stages``), so a killed
+or repeated study resumes: only what is missing runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow
+
+from flows.evaluate import evaluate
+from flows.label import label
+from flows.processbench import processbench
+from flows.train import train
+from tasks.config import StudyConfig
+from tasks.models import prepare_model
+from tasks.runs import recorded_run
+from tasks.study import (
+    eval_config,
+    eval_key,
+    finished_stage_task,
+    label_config,
+    label_key,
+    processbench_config,
+    processbench_key,
+    record_stage_task,
+    study_report_task,
+    train_config,
+    train_key,
+)
+from tasks.study.report import TrainedVerifier
+
+
+def _stage(config: StudyConfig, key: str, stage: str, settings: Any, run: Any, run_id: str) -> str:
+    """The stage's recorded result, or run it (``run()`` returns its result id) and record that."""
+    db = str(config.db)
+    found = finished_stage_task(db, key)
+    if found is not None:
+        return found
+    return record_stage_task(db, key, stage, run(), settings.model_dump(mode="json"), run_id)
+
+
+@flow(name="study", flow_run_name="study-{config.label.dataset.name}", log_prints=True)
+def study(config: StudyConfig = StudyConfig(), command: str = "prmf study") -> dict[str, Any]:
+    """Label growing slices, train every verifier on each, compare them on one fixed pool."""
+    started = time.perf_counter()
+    prepare_model(config.train.base_model)
+    with recorded_run(config.db, "study", config) as run_id:
+        models: dict[tuple[int, str], str] = {}
+        for size in config.sizes:
+            labelling = label_config(config, size)
+            _stage(config, label_key(config, size), "label", labelling, lambda c=labelling: label(c)["run_id"], run_id)
+            for verifier in config.verifiers_at(size):
+                training = train_config(config, size, verifier)
+                models[(size, verifier)] = _stage(config, train_key(config, size, verifier), "train", training,
+                                                  lambda c=training: train(c)["model_id"], run_id)
+        trained = []
+        for size in config.sizes:
+            orm = models.get((size, "orm"))
+            steps = [v for v in config.verifiers_at(size) if v != "orm"]
+            for verifier in steps or ["orm"]:  # the ORM rides along with each step verifier's evaluation
+                prm = None if verifier == "orm" else models[(size, verifier)]
+                evaluating = eval_config(config, prm, orm)
+                eval_run = _stage(config, eval_key(config, prm, orm), "evaluate", evaluating,
+                                  lambda c=evaluating: evaluate(c)["run_id"], run_id)
+                trained.append(TrainedVerifier(size, verifier, models[(size, verifier)], eval_run))
+            if orm and steps:
+                trained.append(TrainedVerifier(size, "orm", orm, trained[-1].eval_run_id))
+        if config.processbench_limit:
+            largest = config.sizes[-1]
+            for i, t in enumerate(trained):
+                if t.size == largest and t.verifier != "orm":
+                    checking = processbench_config(config, t.model_id)
+                    pb_run = _stage(config, processbench_key(config, t.model_id), "processbench", checking,
+                                    lambda c=checking: processbench(c)["run_id"], run_id)
+                    trained[i] = TrainedVerifier(t.size, t.verifier, t.model_id, t.eval_run_id, pb_run)
+        report = study_report_task(config, trained, command, time.perf_counter() - started)
+        for dataset, bar in report["bars"].items():
+            print(f"{dataset}: the bar is {'met' if bar['met'] else 'not met'}\n{bar['text']}")
+        print(f"report: {report['path']}")
+    return {"run_id": run_id, "models": {f"{s}/{v}": m for (s, v), m in models.items()}, "trained": trained,
+            "report": report}

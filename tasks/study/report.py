@@ -1,0 +1,379 @@
+"""The study's report: every number read back from the store (``eval_results``, ``eval_diagnostics``,
+``prm_models``, ``processbench_results``, the gold step check), never carried over from the runs.
+
+Selection. Each verifier's best-of-N and weighted vote use the aggregation that did best on the
+validation pools at N = ``selection_n`` (mean accuracy over them; ties: min, last, prod, mean);
+the test pool only reports. The ORM has one score per solution and no aggregation.
+
+The bar (issue 16): a verifier the factory trained (the oracle, trained on gold labels, does not
+count) beats majority vote at N = ``selection_n`` on the test pool by at least 10 points with
+non-overlapping 95% intervals. The report says whether it was met and, if not, how far the best
+verifier and the oracle ceiling are from it and how accuracy moved with the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.config import StudyConfig
+from tasks.evaluation import AGGREGATIONS
+from tasks.store import Store, internal_sql
+
+BAR_MARGIN = 0.10
+STEP_METHODS = ("prm_best_of_n", "prm_weighted_vote")
+
+
+@dataclass(frozen=True)
+class TrainedVerifier:
+    size: int  # problems in its slice
+    verifier: str  # the study's name for it (orm, prm-he, ...)
+    model_id: str
+    eval_run_id: str
+    processbench_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    value: float
+    ci_low: float
+    ci_high: float
+    problems: int
+
+    def cell(self) -> str:
+        return f"{self.value:.3f} [{self.ci_low:.2f}, {self.ci_high:.2f}]"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One selection method of one verifier on one test pool: accuracy per N."""
+
+    name: str  # verifier name, or pass@1 / majority
+    size: int | None  # slice (None: no verifier)
+    method: str
+    aggregation: str | None  # chosen on validation
+    model_id: str | None
+    by_n: dict[int, Accuracy]
+
+
+@dataclass
+class DatasetReport:
+    dataset: str
+    problems: int
+    ns: list[int]
+    rows: list[Row]  # the largest slice's verifiers, pass@1 and majority
+    scaling: list[Row]  # every slice's verifiers (best-of-N with the chosen aggregation)
+    diagnostics: list[dict[str, Any]]
+    bar: dict[str, Any]
+
+
+@dataclass
+class StudyReport:
+    study_id: str
+    selection_n: int
+    sizes: list[int]
+    datasets: list[DatasetReport]
+    costs: list[dict[str, Any]]
+    gold: dict[str, Any] | None
+    processbench: list[dict[str, Any]]
+    plots: dict[str, str] = field(default_factory=dict)  # name -> file
+
+
+def choose_aggregation(validation: Sequence[dict[str, Any]], method: str, n: int) -> str | None:
+    """The aggregation with the best mean validation accuracy of ``method`` at the largest N <= ``n``."""
+    rows = [r for r in validation if r["method"] == method and r["n"] <= n]
+    if not rows:
+        return None
+    top = max(r["n"] for r in rows)
+    means = {}
+    for how in AGGREGATIONS:
+        values = [r["accuracy"] for r in rows if r["n"] == top and r["aggregation"] == how]
+        if values:
+            means[how] = sum(values) / len(values)
+    return max(means, key=lambda how: (means[how], -AGGREGATIONS.index(how))) if means else None
+
+
+def _accuracies(rows: Sequence[dict[str, Any]]) -> dict[int, Accuracy]:
+    return {r["n"]: Accuracy(r["accuracy"], r["ci_low"], r["ci_high"], r["problems"]) for r in rows}
+
+
+def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequence[TrainedVerifier]) -> StudyReport:
+    if not trained:
+        raise ValueError("a study report needs at least one trained verifier")
+    results = store.query(internal_sql("study_eval_results"),
+                          {"run_ids": sorted({t.eval_run_id for t in trained})}).as_dicts()
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_run.setdefault(r["run_id"], []).append(r)
+    largest = max(t.size for t in trained)
+    datasets = []
+    for dataset in dict.fromkeys(r["dataset"] for r in results if r["split"] != "validation"):
+        rows, scaling = [], []
+        for t in trained:
+            run = by_run.get(t.eval_run_id, [])
+            validation = [r for r in run if r["split"] == "validation"]
+            test = [r for r in run if r["split"] != "validation" and r["dataset"] == dataset]
+            methods = ("orm_best_of_n",) if t.verifier == "orm" else STEP_METHODS
+            for method in methods:
+                model_rows = [r for r in test if r["method"] == method and r["model_id"] == t.model_id]
+                how = None if method == "orm_best_of_n" else choose_aggregation(
+                    [r for r in validation if r["model_id"] == t.model_id], method, config.selection_n)
+                chosen = [r for r in model_rows if r["aggregation"] == how]
+                if not chosen:
+                    continue
+                row = Row(t.verifier, t.size, method, how, t.model_id, _accuracies(chosen))
+                if t.size == largest:
+                    rows.append(row)
+                if method != "prm_weighted_vote":
+                    scaling.append(row)
+        anchor = next(t for t in trained if t.size == largest)
+        test = [r for r in by_run.get(anchor.eval_run_id, []) if r["split"] != "validation" and r["dataset"] == dataset]
+        baselines = [Row(m, None, m, None, None, _accuracies([r for r in test if r["method"] == m]))
+                     for m in ("pass@1", "majority")]
+        rows = [*baselines, *rows]
+        ns = sorted({n for row in rows for n in row.by_n})
+        problems = max((a.problems for row in rows for a in row.by_n.values()), default=0)
+        diagnostics, seen = [], set()
+        for d in store.query(internal_sql("study_diagnostics"),
+                             {"run_ids": [t.eval_run_id for t in trained if t.size == largest]}).as_dicts():
+            if d["dataset"] == dataset and (d["model_id"], d["aggregation"]) not in seen:  # the ORM rides along
+                seen.add((d["model_id"], d["aggregation"]))
+                diagnostics.append(d)
+        datasets.append(DatasetReport(dataset, problems, ns, rows, scaling, diagnostics,
+                                      judge_bar(rows, scaling, config.selection_n)))
+    models = {m["model_id"]: m for m in store.query(internal_sql("study_models"),
+                                                    {"model_ids": [t.model_id for t in trained]}).as_dicts()}
+    costs = []
+    for t in trained:
+        m = models[t.model_id]
+        snapshot = json.loads(m["data_snapshot"]) if isinstance(m["data_snapshot"], str) else m["data_snapshot"]
+        parts = (m["solution_tokens"], m["rollout_tokens"], m["training_tokens"])
+        costs.append({"verifier": t.verifier, "size": t.size, "model_id": t.model_id,
+                      "train_solutions": snapshot.get("train_solutions"), "val_solutions": snapshot.get("val_solutions"),
+                      "solution_tokens": parts[0], "rollout_tokens": parts[1], "training_tokens": parts[2],
+                      "total_tokens": None if None in parts else sum(parts)})
+    gold = _gold(store, config, [t for t in trained if t.size == largest and t.verifier != "orm"])
+    pb_runs = [t.processbench_run_id for t in trained if t.processbench_run_id]
+    processbench = store.query(internal_sql("study_processbench"), {"run_ids": pb_runs}).as_dicts() if pb_runs else []
+    names = {t.model_id: t.verifier for t in trained}
+    for p in processbench:
+        p["verifier"] = names.get(p["model_id"], p["model_id"])
+    return StudyReport(study_id, config.selection_n, sorted({t.size for t in trained}), datasets, costs, gold,
+                       processbench)
+
+
+def judge_bar(rows: Sequence[Row], scaling: Sequence[Row], n: int) -> dict[str, Any]:
+    """Did a factory-trained verifier beat majority by BAR_MARGIN at N = n with non-overlapping
+    intervals? With the best verifier's and the oracle's margins either way."""
+    majority = next((r.by_n.get(n) for r in rows if r.method == "majority"), None)
+    if majority is None:
+        return {"n": n, "met": False, "text": f"no majority vote at N = {n} on this pool"}
+    candidates = [(r, r.by_n[n]) for r in rows if r.size is not None and n in r.by_n]
+    factory = [(r, a) for r, a in candidates if r.name != "oracle"]
+    oracle = [(r, a) for r, a in candidates if r.name == "oracle"]
+
+    def describe(row: Row, acc: Accuracy) -> str:
+        how = f" ({row.aggregation})" if row.aggregation else ""
+        return (f"{row.name} {row.method}{how}: {acc.value:.3f} [{acc.ci_low:.2f}, {acc.ci_high:.2f}], "
+                f"{acc.value - majority.value:+.3f} over majority")
+
+    met = [(r, a) for r, a in factory if a.value - majority.value >= BAR_MARGIN and a.ci_low > majority.ci_high]
+    best = max(factory, key=lambda ra: ra[1].value, default=None)
+    lines = [f"majority vote at N = {n}: {majority.value:.3f} [{majority.ci_low:.2f}, {majority.ci_high:.2f}]"]
+    if met:
+        lines.append("met by " + "; ".join(describe(r, a) for r, a in met))
+    else:
+        lines.append("not met" + (f"; best factory verifier: {describe(*best)}" if best else ""))
+    if oracle:
+        top = max(oracle, key=lambda ra: ra[1].value)
+        lines.append(f"oracle ceiling (gold step labels): {describe(*top)}")
+    trend = {}
+    for r in scaling:
+        if r.method != "prm_weighted_vote" and n in r.by_n:
+            trend.setdefault(r.name, []).append((r.size, r.by_n[n].value))
+    for name, points in trend.items():
+        if len(points) > 1:
+            lines.append(f"{name} with more data: " + ", ".join(f"{s} problems {v:.3f}" for s, v in sorted(points)))
+    return {"n": n, "met": bool(met), "majority": asdict(majority),
+            "best": None if best is None else {"verifier": best[0].name, "method": best[0].method,
+                                                 "aggregation": best[0].aggregation, **asdict(best[1])},
+            "text": "\n".join(lines)}
+
+
+def _gold(store: Store, config: StudyConfig, step_verifiers: Sequence[TrainedVerifier]) -> dict[str, Any] | None:
+    """The gold step check of the largest slice's step verifiers on the arith test pool (None when
+    the pool is not arith or they have no scores there)."""
+    from tasks.store import StoreError
+    from tasks.verifiers.gold_check import gold_step_check
+
+    if not step_verifiers or not any(d.name == "arith" for d in config.eval.datasets):
+        return None
+    try:
+        check = gold_step_check(store, [t.model_id for t in step_verifiers])
+    except StoreError:
+        return None
+    names = {t.model_id: t.verifier for t in step_verifiers}
+    data = asdict(check)
+    for scorer in data["scorers"]:
+        model_id, _, readout = scorer["scorer"].partition(":")
+        scorer["verifier"] = names.get(model_id, model_id) + (f":{readout}" if readout else "")
+    return data
+
+
+# --- presentation -------------------------------------------------------------------------------
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _number(value: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}"
+
+
+def _name(row: Row) -> str:
+    if row.size is None:
+        return row.name
+    method = {"prm_best_of_n": "best-of-N", "prm_weighted_vote": "weighted vote", "orm_best_of_n": "best-of-N"}
+    return f"{row.name} {method.get(row.method, row.method)}" + (f" ({row.aggregation})" if row.aggregation else "")
+
+
+def markdown(report: StudyReport, config: StudyConfig, command: str, wall_s: float | None) -> str:
+    n = report.selection_n
+    lines = [f"# prmf study {report.study_id}", "",
+             f"Command: `{command}`  ", f"Store: `{config.db}`  ",
+             f"Slices: {', '.join(str(s) for s in report.sizes)} problems of {config.label.dataset.name} "
+             f"{config.label.dataset.split or ''} (strategy {config.label.strategy}, M = {config.label.solutions}, "
+             f"N = {config.label.rollouts}); base model {config.train.base_model}, {config.train.epochs} epochs, "
+             f"lr {config.train.lr}." + (f"  \nWall time: {wall_s / 60:.1f} min." if wall_s is not None else ""), "",
+             f"Aggregations are chosen on the validation pools at N = {n}; the test pools only report. Intervals are "
+             "95% bootstrap intervals over problems. The implicit PRM's step scores are read out as "
+             f"`{config.eval.implicit_readout}`.", ""]
+    for d in report.datasets:
+        largest = max(report.sizes)
+        lines += [f"## {d.dataset} test ({d.problems} problems), verifiers trained on {largest} problems", "",
+                  "**The bar** (a factory verifier beats majority by 10 points at N = "
+                  f"{n} with non-overlapping intervals): **{'met' if d.bar['met'] else 'not met'}**", ""]
+        lines += [f"- {line}" for line in d.bar["text"].splitlines()] + [""]
+        majority = next((r.by_n.get(n) for r in d.rows if r.method == "majority"), None)
+        lines += _table(["method", *(f"N = {k}" for k in d.ns), f"minus majority at N = {n}"],
+                        [[_name(r), *(r.by_n[k].cell() if k in r.by_n else "" for k in d.ns),
+                          "" if majority is None or n not in r.by_n or r.method == "majority"
+                          else f"{r.by_n[n].value - majority.value:+.3f}"] for r in d.rows]) + [""]
+        names = list(dict.fromkeys(r.name for r in d.scaling))
+        lines += [f"### Data scaling: best-of-N at N = {n} by slice", ""]
+        lines += _table(["verifier", *(f"{s} problems" for s in report.sizes)],
+                        [[name, *(next((r.by_n[n].cell() for r in d.scaling
+                                        if r.name == name and r.size == s and n in r.by_n), "") for s in report.sizes)]
+                         for name in names]) + [""]
+        if d.diagnostics:
+            lines += ["### Scorer diagnostics (test pool, every candidate)", ""]
+            names_by_model = {r.model_id: r.name for r in d.rows if r.model_id}
+            lines += _table(["verifier", "score", "AUC vs correctness", "Spearman vs steps", "Spearman vs tokens",
+                             "truncated"],
+                            [[names_by_model.get(x["model_id"], x["model_id"]), x["aggregation"] or "outcome",
+                              _number(x["auc"]), _number(x["spearman_steps"]), _number(x["spearman_tokens"]),
+                              x["truncated"]] for x in d.diagnostics]) + [""]
+    if report.gold:
+        g = report.gold
+        lines += [f"## Step scores vs arith gold step labels ({g['problems']} problems, {g['non_final_steps']} "
+                  f"non-final steps, {g['non_final_gold_correct']} gold-correct)", ""]
+
+        def interval(i: dict[str, Any] | None, fmt: str = ".3f") -> str:
+            if not i or i["value"] is None:
+                return ""
+            return (f"{i['value']:{fmt}} [{i['ci_low']:{fmt}}, {i['ci_high']:{fmt}}]" if i["ci_low"] is not None
+                    else f"{i['value']:{fmt}}")
+
+        first = g["scorers"][0]["verifier"]
+        lines += _table(["verifier", "AUC non-final steps", "AUC all steps", f"minus {first}"],
+                        [[s["verifier"], interval(s["non_final"]), interval(s["all_steps"]),
+                          interval(s["non_final_minus_first"], "+.3f")] for s in g["scorers"]]) + [""]
+    lines += ["## Cost (tokens)", ""]
+    lines += _table(["verifier", "slice", "train / val solutions", "solutions", "rollouts", "training", "total"],
+                    [[c["verifier"], c["size"], f"{c['train_solutions']} / {c['val_solutions']}", c["solution_tokens"],
+                      c["rollout_tokens"], c["training_tokens"], c["total_tokens"]] for c in report.costs]) + [""]
+    if report.processbench:
+        lines += ["## ProcessBench (math split, threshold chosen on gsm8k)", ""]
+        lines += _table(["verifier", "samples", "threshold", "error acc", "correct acc", "F1"],
+                        [[p["verifier"], p["samples"], _number(p["threshold"]), _number(p["error_accuracy"]),
+                          _number(p["correct_accuracy"]), _number(p["f1"])] for p in report.processbench]) + [""]
+    for name, file in report.plots.items():
+        lines += [f"![{name}]({Path(file).name})", ""]
+    return "\n".join(lines)
+
+
+def plot_report(report: StudyReport, folder: Path) -> dict[str, Path]:
+    """accuracy-vs-N (largest slice, chosen aggregations) and accuracy-vs-cost (every slice, at
+    ``selection_n``) PNGs, one panel per test dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tasks.best_of_n import _png
+
+    if not report.datasets:
+        return {}
+    cost = {(c["verifier"], c["size"]): c["total_tokens"] for c in report.costs}
+    paths = {"accuracy vs N": folder / "accuracy-vs-n.png", "accuracy vs cost": folder / "accuracy-vs-cost.png"}
+    fig, axes = plt.subplots(1, len(report.datasets), figsize=(6 * len(report.datasets), 4.2), squeeze=False)
+    for ax, d in zip(axes[0], report.datasets):
+        for r in d.rows:
+            ns = sorted(r.by_n)
+            values = [r.by_n[k].value for k in ns]
+            err = [[r.by_n[k].value - r.by_n[k].ci_low for k in ns], [r.by_n[k].ci_high - r.by_n[k].value for k in ns]]
+            ax.errorbar(ns, values, yerr=err, marker="o", capsize=2, label=_name(r),
+                        linestyle="--" if r.size is None else "-")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("N (candidates)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{d.dataset} test, {d.problems} problems")
+        ax.legend(fontsize=7)
+    _png(fig, paths["accuracy vs N"])
+    fig, axes = plt.subplots(1, len(report.datasets), figsize=(6 * len(report.datasets), 4.2), squeeze=False)
+    n = report.selection_n
+    for ax, d in zip(axes[0], report.datasets):
+        names = list(dict.fromkeys(r.name for r in d.scaling))
+        for name in names:
+            points = sorted((cost[(r.name, r.size)], r.by_n[n]) for r in d.scaling
+                            if r.name == name and n in r.by_n and cost.get((r.name, r.size)) is not None)
+            if points:
+                ax.errorbar([p[0] for p in points], [a.value for _, a in points],
+                            yerr=[[a.value - a.ci_low for _, a in points], [a.ci_high - a.value for _, a in points]],
+                            marker="o", capsize=2, label=name)
+        majority = next((r.by_n.get(n) for r in d.rows if r.method == "majority"), None)
+        if majority is not None:
+            ax.axhline(majority.value, color="gray", linestyle="--", label="majority")
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens spent on the verifier (generated + trained)")
+        ax.set_ylabel(f"best-of-N accuracy, N = {n}")
+        ax.set_title(f"{d.dataset} test")
+        ax.legend(fontsize=7)
+    _png(fig, paths["accuracy vs cost"])
+    return paths
+
+
+def write_report(report: StudyReport, config: StudyConfig, folder: Path, command: str,
+                 wall_s: float | None) -> tuple[Path, str]:
+    """report.md, report.json and the PNGs in ``folder``; returns the markdown's path and text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report.plots = {name: str(path) for name, path in plot_report(report, folder).items()}
+    text = markdown(report, config, command, wall_s)
+    (folder / "report.md").write_text(text)
+    (folder / "report.json").write_text(json.dumps(asdict(report), indent=1, default=str))
+    return folder / "report.md", text
+
+
+def embedded_images(text: str, plots: dict[str, str]) -> str:
+    """The markdown with each PNG inlined (Prefect artifacts cannot read local files)."""
+    for name, file in plots.items():
+        data = base64.b64encode(Path(file).read_bytes()).decode()
+        text = text.replace(f"![{name}]({Path(file).name})", f"![{name}](data:image/png;base64,{data})")
+    return text

