@@ -9,6 +9,7 @@
     prmf eval --pool candidates.jsonl # an external pool (question, answer, responses[, scores, correct])
     prmf processbench --split math    # earliest-error F1, threshold chosen on gsm8k
     prmf gold-steps                   # verifiers' step scores vs arith gold step labels
+    prmf study                        # label slices, train every verifier, compare on one pool, report
     prmf score --question Q --solution "step 1\nstep 2"
     prmf factory --threshold 500      # label -> growth check -> retrain/evaluate/promote when due
     prmf model prepare                # convert the embedded SmolLM2 once
