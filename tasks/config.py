@@ -636,7 +636,7 @@ def _study_label() -> LabelConfig:
 
 def _study_eval() -> EvalConfig:
     return EvalConfig(datasets=(DatasetSettings(name="arith", split="test", limit=40),),
-                      validation=(DatasetSettings(name="arith", split="validation", limit=40),), n_max=16)
+                      validation=(DatasetSettings(name="arith", split="validation", limit=20),), n_max=16)
 
 
 class StudyConfig(_Strict):
@@ -662,7 +662,7 @@ class StudyConfig(_Strict):
         "labels)",
     )
     scaling_verifiers: tuple[StudyVerifier, ...] = Field(
-        ("orm", "prm-he", "oracle"),
+        ("orm", "prm-he"),
         description="of the verifiers, those also trained on every smaller slice (the scaling curve)",
     )
     train: TrainConfig = Field(default_factory=TrainConfig,
@@ -670,7 +670,7 @@ class StudyConfig(_Strict):
                                "verifier); on a GPU raise epochs and use a larger base model here")
     eval: EvalConfig = Field(
         default_factory=_study_eval,
-        description="the fixed selection pools (default: 40 arith test problems, N up to 16, and 40 arith validation "
+        description="the fixed selection pools (default: 40 arith test problems, N up to 16, and 20 arith validation "
         "problems, which choose each verifier's aggregation); prm/orm are set per verifier",
     )
     selection_n: int = Field(8, ge=1, description="the N the headline compares at (and aggregations are chosen at)")
