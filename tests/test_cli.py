@@ -153,6 +153,11 @@ COMMANDS = {  # command -> (its configuration model, a config file, flags, the d
                 {"label.dataset.limit": 3, "train.epochs": 1, "promotion_confidence": 0.9,
                  "eval.datasets.0.limit": 6}),
     "retrain": ("FactoryConfig", {"eval": {"n_max": 4}}, ["--target", "se"], {"train.target": "se"}),
+    "study": ("StudyConfig", {"sizes": [5, 10], "label": {"rollouts": 4}, "train": {"epochs": 3}},
+              ["--size", "3", "--size", "6", "--verifier", "orm", "--verifier", "oracle", "--epochs", "1",
+               "--validation-limit", "7", "--selection-n", "4"],
+              {"sizes": [3, 6], "verifiers": ["orm", "oracle"], "scaling_verifiers": ["orm"], "train.epochs": 1,
+               "label.rollouts": 4, "label.strategy": "naive+root", "eval.validation.0.limit": 7, "selection_n": 4}),
 }
 
 

@@ -10,6 +10,7 @@ import json
 from itertools import accumulate
 
 import pytest
+from pydantic import ValidationError
 
 from flows.study import study
 from tasks.config import StudyConfig
@@ -134,3 +135,17 @@ def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, d
     assert {k: v for k, v in after.items() if k != "study"} == {k: v for k, v in counts.items() if k != "study"}
     assert after["study"] == counts["study"] + 1
     assert again["report"]["report"].datasets[0].rows == arith.rows
+
+
+def test_study_config_refuses_inconsistent_settings(tmp_path):
+    db = tmp_path / "s.duckdb"
+    for bad, message in (({"sizes": (40, 20)}, "distinct and ascending"),
+                         ({"verifiers": ("orm",), "scaling_verifiers": ("prm-he",)}, "not in verifiers"),
+                         ({"selection_n": 32}, "exceeds eval.n_max 16"),
+                         ({"eval": {"validation": []}}, "eval.validation is empty"),
+                         ({"train": {"db": str(tmp_path / "other.duckdb")}}, "use one store")):
+        with pytest.raises(ValidationError, match=message):
+            StudyConfig(db=db, **bad)
+    config = StudyConfig(db=db)
+    assert {str(c.db) for c in (config.label, config.train, config.eval)} == {str(db)}
+    assert config.verifiers_at(80) == config.verifiers and config.verifiers_at(20) == ("orm", "prm-he")
