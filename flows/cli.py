@@ -724,6 +724,7 @@ def study(
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 16)")] = None,
     selection_n: Annotated[Optional[int], typer.Option(help="the N of the headline and of the aggregation choice (default 8)")] = None,
     processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 100; 0 skips)")] = None,
+    pool: Annotated[Optional[list[Path]], typer.Option("--pool", help="an external candidate pool (JSONL, as prmf eval --pool) the largest slice's verifiers are also evaluated on (repeatable)")] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="report folder (default: study-<id>/ next to the store)")] = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
@@ -740,7 +741,7 @@ def study(
 
     3. select: each verifier on one fixed test pool (N up to --n-max, the same candidates for all): pass@1, majority, best-of-N and weighted vote with the aggregation chosen on the validation pool, 95% intervals, scorer diagnostics, step scores against arith gold labels.
 
-    4. external: ProcessBench F1 (math split, threshold chosen on gsm8k) of the largest slice's step verifiers.
+    4. external: ProcessBench F1 (math split, threshold chosen on gsm8k) of the largest slice's step verifiers, and each --pool file's best-of-N.
 
     5. report: report.md (tables, accuracy-vs-N and accuracy-vs-cost PNGs) and report.json next to the store, also a Prefect artifact. It says whether a factory verifier beat majority by 10 points at N = --selection-n with non-overlapping intervals, and if not, how far the best one and the oracle ceiling were.
     """
@@ -762,6 +763,11 @@ def study(
         if validation_limit:
             for settings in data["eval"]["validation"]:
                 settings["limit"] = validation_limit
+        if pool:
+            for path in pool:
+                if not path.is_file():
+                    _fail(f"--pool {path}: no such file")
+            data["pools"] = [str(path) for path in pool]
 
     config = _config(StudyConfig, config_file, {
         **_db_overrides(db, "label", "train", "eval"), "label.strategy": strategy, "label.solutions": solutions,

@@ -10,6 +10,7 @@ or repeated study resumes: only what is missing runs.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow
@@ -24,6 +25,7 @@ from tasks.runs import recorded_run
 from tasks.study import (
     eval_config,
     eval_key,
+    evaluation_plan,
     finished_stage_task,
     label_config,
     label_key,
@@ -60,26 +62,24 @@ def study(config: StudyConfig = StudyConfig(), command: str = "prmf study") -> d
                 training = train_config(config, size, verifier)
                 models[(size, verifier)] = _stage(config, train_key(config, size, verifier), "train", training,
                                                   lambda c=training: train(c)["model_id"], run_id)
+        largest = config.sizes[-1]
         trained = []
-        for size in config.sizes:
-            orm = models.get((size, "orm"))
-            steps = [v for v in config.verifiers_at(size) if v != "orm"]
-            for verifier in steps or ["orm"]:  # the ORM rides along with each step verifier's evaluation
-                prm = None if verifier == "orm" else models[(size, verifier)]
-                evaluating = eval_config(config, prm, orm)
-                eval_run = _stage(config, eval_key(config, prm, orm), "evaluate", evaluating,
-                                  lambda c=evaluating: evaluate(c)["run_id"], run_id)
-                trained.append(TrainedVerifier(size, verifier, models[(size, verifier)], eval_run))
-            if orm and steps:
-                trained.append(TrainedVerifier(size, "orm", orm, trained[-1].eval_run_id))
+        for size, covered, prm, orm in evaluation_plan(config, models):
+            evaluating = eval_config(config, prm, orm)
+            eval_run = _stage(config, eval_key(config, prm, orm), "evaluate", evaluating,
+                              lambda c=evaluating: evaluate(c)["run_id"], run_id)
+            pool_runs = tuple(  # external pools: the largest slice's verifiers only
+                _stage(config, eval_key(config, prm, orm, pool), "evaluate", evaluating,
+                       lambda c=evaluating, f=pool: evaluate(c, pool_file=f)["run_id"], run_id)
+                for pool in (config.pools if size == largest else ()))
+            trained += [TrainedVerifier(size, v, models[(size, v)], eval_run, pool_run_ids=pool_runs) for v in covered]
         if config.processbench_limit:
-            largest = config.sizes[-1]
             for i, t in enumerate(trained):
                 if t.size == largest and t.verifier != "orm":
                     checking = processbench_config(config, t.model_id)
                     pb_run = _stage(config, processbench_key(config, t.model_id), "processbench", checking,
                                     lambda c=checking: processbench(c)["run_id"], run_id)
-                    trained[i] = TrainedVerifier(t.size, t.verifier, t.model_id, t.eval_run_id, pb_run)
+                    trained[i] = replace(t, processbench_run_id=pb_run)
         report = study_report_task(config, trained, command, time.perf_counter() - started)
         for dataset, bar in report["bars"].items():
             print(f"{dataset}: the bar is {'met' if bar['met'] else 'not met'}\n{bar['text']}")

@@ -30,8 +30,20 @@ def tiny_study(db, tmp_path, base_model) -> StudyConfig:
                "models_dir": str(tmp_path / "models")},
         eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}],
               "validation": [{"name": "arith", "split": "validation", "limit": 3}], "n_max": N_MAX},
-        selection_n=2, processbench_limit=2, report_dir=tmp_path / "report",
+        selection_n=2, processbench_limit=2, report_dir=tmp_path / "report", pools=(_pool_file(tmp_path),),
     )
+
+
+def _pool_file(tmp_path):
+    """An external pool: two problems, two responses each (one right, one wrong)."""
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Tom has 3 apples and buys 4 more. Then he doubles them. How many apples does Tom have now?",
+         "answer": "14", "responses": ["3 + 4 = 7\n7 * 2 = 14\nThe answer is 14.", "3 + 4 = 8\n8 * 2 = 16\nThe answer is 16."]},
+        {"question": "Ann has 9 pens and gives away 5. Then she buys 6 more. How many pens does Ann have now?",
+         "answer": "10", "responses": ["9 - 5 = 3\n3 + 6 = 9\nThe answer is 9.", "9 - 5 = 4\n4 + 6 = 10\nThe answer is 10."]},
+    ]) + "\n")
+    return path
 
 
 def _aggregate(scores: list[float], how: str) -> float:
@@ -47,14 +59,15 @@ def _aggregate(scores: list[float], how: str) -> float:
     return product
 
 
-def _best_of_all(store: Store, run_id: str, model_id: str, how: str | None, readout: str | None) -> float:
-    """Best-of-N at N = n_max by hand: per test problem, the candidate with the highest aggregated
-    score; the share of problems where it is correct."""
+def _best_of_all(store: Store, run_ids, model_id: str, how: str | None, readout: str | None,
+                 split: str = "test") -> float:
+    """Best-of-N at N = n_max by hand: per problem of the ``split`` pool, the candidate with the
+    highest aggregated score; the share of problems where it is correct."""
     rows = store.query(
         "SELECT c.problem_id, c.candidate_index, c.correct, s.step_scores FROM eval_candidates c "
         "JOIN eval_scores s USING (pool_id, problem_id, candidate_index) JOIN eval_pools p USING (pool_id) "
-        "WHERE s.model_id = ? AND p.split = 'test' AND c.pool_id IN "
-        "(SELECT pool_id FROM eval_results WHERE run_id = ?)", [model_id, run_id]).rows
+        "WHERE s.model_id = ? AND p.split = ? AND c.pool_id IN "
+        "(SELECT pool_id FROM eval_results WHERE list_contains(?, run_id))", [model_id, split, list(run_ids)]).rows
     best: dict[str, tuple[float, bool]] = {}
     for problem, _, correct, scores in rows:
         if readout == "cumulative":
@@ -80,7 +93,9 @@ def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, d
     assert (tmp_path / "report" / "accuracy-vs-n.png").stat().st_size > 0
     assert (tmp_path / "report" / "accuracy-vs-cost.png").stat().st_size > 0
     assert stored["study_id"] == report.study_id and stored["sizes"] == [2, 3]
-    [arith] = report.datasets
+    arith, external = report.datasets
+    assert (arith.split, external.split, external.problems, external.ns) == ("test", "external", 2, [1, 2])
+    assert "## pool external (2 problems)" in text  # the file's stem names it
     assert isinstance(arith.bar["met"], bool) and "majority vote at N = 2" in arith.bar["text"]
     assert arith.ns == [1, 2, 4] and arith.problems == 3
     largest = {(r.name, r.method) for r in arith.rows}
@@ -107,7 +122,17 @@ def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, d
             if row.method in ("prm_best_of_n", "orm_best_of_n"):
                 readout = "cumulative" if row.name == "implicit" else None
                 assert row.by_n[N_MAX].value == pytest.approx(
-                    _best_of_all(store, t.eval_run_id, t.model_id, row.aggregation, readout))
+                    _best_of_all(store, [t.eval_run_id], t.model_id, row.aggregation, readout))
+        # The external pool: the same aggregation as on the test pool (chosen on validation), both candidates.
+        for row in external.rows:
+            if row.method in ("prm_best_of_n", "orm_best_of_n"):
+                t = trained[(row.size, row.name)]
+                assert row.size == 3 and len(t.pool_run_ids) == 1
+                chosen = next(r.aggregation for r in arith.rows if (r.name, r.method) == (row.name, row.method))
+                assert row.aggregation == chosen
+                readout = "cumulative" if row.name == "implicit" else None
+                assert row.by_n[2].value == pytest.approx(
+                    _best_of_all(store, t.pool_run_ids, t.model_id, row.aggregation, readout, "external"))
         # pass@1 at N = n_max: the mean correctness of every test candidate.
         pass1 = next(r for r in arith.rows if r.method == "pass@1").by_n[N_MAX].value
         assert pass1 == pytest.approx(store.scalar(

@@ -61,6 +61,22 @@ def eval_config(config: StudyConfig, prm: str | None, orm: str | None) -> EvalCo
     return config.eval.model_copy(update={"prm": prm or "none", "orm": orm or "none", "plot": None})
 
 
+def evaluation_plan(config: StudyConfig, models: dict[tuple[int, str], str]
+                    ) -> list[tuple[int, tuple[str, ...], str | None, str | None]]:
+    """The evaluations a study runs: (slice size, the verifiers each covers, PRM-slot model, ORM).
+    One per step verifier; the slice's ORM rides along with each (its scores are cached, so it is
+    scored once) and is reported from the first; a slice with an ORM only gets one of its own."""
+    plan = []
+    for size in config.sizes:
+        orm = models.get((size, "orm"))
+        steps = [v for v in config.verifiers_at(size) if v != "orm"]
+        for i, verifier in enumerate(steps):
+            plan.append((size, (verifier, "orm") if orm and i == 0 else (verifier,), models[(size, verifier)], orm))
+        if not steps and orm:
+            plan.append((size, ("orm",), None, orm))
+    return plan
+
+
 def processbench_config(config: StudyConfig, model_id: str) -> ProcessBenchConfig:
     """ProcessBench's math split, the threshold chosen on its gsm8k split (held out from it)."""
     return ProcessBenchConfig(db=config.db, split="math", model=model_id, limit=config.processbench_limit)
@@ -74,8 +90,12 @@ def train_key(config: StudyConfig, size: int, verifier: str) -> str:
     return stage_key("train", {"label": label_key(config, size), **_settings(train_config(config, size, verifier))})
 
 
-def eval_key(config: StudyConfig, prm: str | None, orm: str | None) -> str:
-    return stage_key("evaluate", _settings(eval_config(config, prm, orm)))
+def eval_key(config: StudyConfig, prm: str | None, orm: str | None, pool_file: Path | None = None) -> str:
+    """An evaluation's key: its settings and models, and an external pool's content."""
+    settings = _settings(eval_config(config, prm, orm))
+    if pool_file is not None:
+        settings["pool_file"] = hashlib.sha256(Path(pool_file).read_bytes()).hexdigest()
+    return stage_key("evaluate", settings)
 
 
 def processbench_key(config: StudyConfig, model_id: str) -> str:

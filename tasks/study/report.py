@@ -35,6 +35,11 @@ class TrainedVerifier:
     model_id: str
     eval_run_id: str
     processbench_run_id: str | None = None
+    pool_run_ids: tuple[str, ...] = ()  # evaluations on the external pools (no validation pool of their own)
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return (self.eval_run_id, *self.pool_run_ids)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Row:
 @dataclass
 class DatasetReport:
     dataset: str
+    split: str  # test, or external (a --pool file)
     problems: int
     ns: list[int]
     rows: list[Row]  # the largest slice's verifiers, pass@1 and majority
@@ -105,18 +111,19 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
     if not trained:
         raise ValueError("a study report needs at least one trained verifier")
     results = store.query(internal_sql("study_eval_results"),
-                          {"run_ids": sorted({t.eval_run_id for t in trained})}).as_dicts()
+                          {"run_ids": sorted({run for t in trained for run in t.run_ids})}).as_dicts()
     by_run: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_run.setdefault(r["run_id"], []).append(r)
     largest = max(t.size for t in trained)
     datasets = []
-    for dataset in dict.fromkeys(r["dataset"] for r in results if r["split"] != "validation"):
+    splits = {r["dataset"]: r["split"] for r in results if r["split"] != "validation"}
+    for dataset in sorted(splits, key=lambda name: splits[name] != "test"):  # the fixed test pools first
         rows, scaling = [], []
         for t in trained:
-            run = by_run.get(t.eval_run_id, [])
-            validation = [r for r in run if r["split"] == "validation"]
-            test = [r for r in run if r["split"] != "validation" and r["dataset"] == dataset]
+            validation = [r for r in by_run.get(t.eval_run_id, []) if r["split"] == "validation"]
+            test = [r for run in t.run_ids for r in by_run.get(run, [])
+                    if r["split"] != "validation" and r["dataset"] == dataset]
             methods = ("orm_best_of_n",) if t.verifier == "orm" else STEP_METHODS
             for method in methods:
                 model_rows = [r for r in test if r["method"] == method and r["model_id"] == t.model_id]
@@ -130,8 +137,10 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
                     rows.append(row)
                 if method != "prm_weighted_vote":
                     scaling.append(row)
-        anchor = next(t for t in trained if t.size == largest)
-        test = [r for r in by_run.get(anchor.eval_run_id, []) if r["split"] != "validation" and r["dataset"] == dataset]
+        # pass@1 and majority need no verifier: the first largest-slice evaluation of this pool's.
+        anchor = next(run for t in trained if t.size == largest for run in t.run_ids
+                      if any(r["dataset"] == dataset and r["split"] != "validation" for r in by_run.get(run, [])))
+        test = [r for r in by_run[anchor] if r["split"] != "validation" and r["dataset"] == dataset]
         baselines = [Row(m, None, m, None, None, _accuracies([r for r in test if r["method"] == m]))
                      for m in ("pass@1", "majority")]
         rows = [*baselines, *rows]
@@ -139,11 +148,11 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
         problems = max((a.problems for row in rows for a in row.by_n.values()), default=0)
         diagnostics, seen = [], set()
         for d in store.query(internal_sql("study_diagnostics"),
-                             {"run_ids": [t.eval_run_id for t in trained if t.size == largest]}).as_dicts():
+                             {"run_ids": [run for t in trained if t.size == largest for run in t.run_ids]}).as_dicts():
             if d["dataset"] == dataset and (d["model_id"], d["aggregation"]) not in seen:  # the ORM rides along
                 seen.add((d["model_id"], d["aggregation"]))
                 diagnostics.append(d)
-        datasets.append(DatasetReport(dataset, problems, ns, rows, scaling, diagnostics,
+        datasets.append(DatasetReport(dataset, splits[dataset], problems, ns, rows, scaling, diagnostics,
                                       judge_bar(rows, scaling, config.selection_n)))
     models = {m["model_id"]: m for m in store.query(internal_sql("study_models"),
                                                     {"model_ids": [t.model_id for t in trained]}).as_dicts()}
@@ -257,7 +266,7 @@ def markdown(report: StudyReport, config: StudyConfig, command: str, wall_s: flo
              f"`{config.eval.implicit_readout}`.", ""]
     for d in report.datasets:
         largest = max(report.sizes)
-        lines += [f"## {d.dataset} test ({d.problems} problems), verifiers trained on {largest} problems", "",
+        lines += [f"## {d.dataset} {d.split} ({d.problems} problems), verifiers trained on {largest} problems", "",
                   "**The bar** (a factory verifier beats majority by 10 points at N = "
                   f"{n} with non-overlapping intervals): **{'met' if d.bar['met'] else 'not met'}**", ""]
         lines += [f"- {line}" for line in d.bar["text"].splitlines()] + [""]
@@ -334,7 +343,7 @@ def plot_report(report: StudyReport, folder: Path) -> dict[str, Path]:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("N (candidates)")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{d.dataset} test, {d.problems} problems")
+        ax.set_title(f"{d.dataset} {d.split}, {d.problems} problems")
         ax.legend(fontsize=7)
     _png(fig, paths["accuracy vs N"])
     fig, axes = plt.subplots(1, len(report.datasets), figsize=(6 * len(report.datasets), 4.2), squeeze=False)
@@ -354,7 +363,7 @@ def plot_report(report: StudyReport, folder: Path) -> dict[str, Path]:
         ax.set_xscale("log")
         ax.set_xlabel("tokens spent on the verifier (generated + trained)")
         ax.set_ylabel(f"best-of-N accuracy, N = {n}")
-        ax.set_title(f"{d.dataset} test")
+        ax.set_title(f"{d.dataset} {d.split}")
         ax.legend(fontsize=7)
     _png(fig, paths["accuracy vs cost"])
     return paths
