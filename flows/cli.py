@@ -723,7 +723,7 @@ def study(
     validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 20)")] = None,
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 16)")] = None,
     selection_n: Annotated[Optional[int], typer.Option(help="the N of the headline and of the aggregation choice (default 8)")] = None,
-    processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 100; 0 skips)")] = None,
+    processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 50; 0 skips)")] = None,
     pool: Annotated[Optional[list[Path]], typer.Option("--pool", help="an external candidate pool (JSONL, as prmf eval --pool) the largest slice's verifiers are also evaluated on (repeatable)")] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="report folder (default: study-<id>/ next to the store)")] = None,
     config_file: ConfigOption = None,

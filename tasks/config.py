@@ -675,7 +675,7 @@ class StudyConfig(_Strict):
     )
     selection_n: int = Field(8, ge=1, description="the N the headline compares at (and aggregations are chosen at)")
     processbench_limit: int = Field(
-        100, ge=0, description="ProcessBench samples per split for each step verifier of the largest slice (0: skip)")
+        50, ge=0, description="ProcessBench samples per split for each step verifier of the largest slice (0: skip)")
     pools: tuple[Path, ...] = Field(
         (), description="external candidate pools (JSONL, as prmf eval --pool) the largest slice's verifiers are also "
         "evaluated on, with the aggregations chosen on validation")

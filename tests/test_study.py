@@ -174,3 +174,31 @@ def test_study_config_refuses_inconsistent_settings(tmp_path):
     config = StudyConfig(db=db)
     assert {str(c.db) for c in (config.label, config.train, config.eval)} == {str(db)}
     assert config.verifiers_at(80) == config.verifiers and config.verifiers_at(20) == ("orm", "prm-he")
+
+
+def test_choose_aggregation_and_the_bar_on_hand_made_numbers():
+    from tasks.study.report import Accuracy, Row, choose_aggregation, judge_bar
+
+    validation = [{"method": "prm_best_of_n", "n": n, "aggregation": how, "accuracy": acc}
+                  for n, how, acc in [(2, "min", 0.9), (8, "min", 0.5), (8, "last", 0.7), (8, "mean", 0.7),
+                                      (8, "prod", 0.6), (16, "prod", 1.0)]]
+    # At N = 8 (the largest <= 8): last and mean tie at 0.7; last comes first in min, last, prod, mean.
+    assert choose_aggregation(validation, "prm_best_of_n", 8) == "last"
+    assert choose_aggregation(validation, "prm_best_of_n", 4) == "min"  # N = 2 is the largest <= 4
+    assert choose_aggregation(validation, "prm_weighted_vote", 8) is None
+
+    def row(name, method, value, low, high, size=3):
+        return Row(name, size, method, None, None, {8: Accuracy(value, low, high, 40)})
+
+    majority = row("majority", "majority", 0.60, 0.45, 0.75, size=None)
+    close = row("prm-he", "prm_best_of_n", 0.75, 0.60, 0.88)  # +0.15 but its interval overlaps majority's
+    clear = row("implicit", "prm_best_of_n", 0.85, 0.76, 0.94)  # +0.25, lower bound above 0.75
+    oracle = row("oracle", "prm_best_of_n", 0.95, 0.88, 1.00)  # would pass, but gold labels do not count
+    assert judge_bar([majority, close, oracle], [], 8)["met"] is False
+    verdict = judge_bar([majority, close, clear, oracle], [], 8)
+    assert verdict["met"] is True and "met by implicit" in verdict["text"] and "prm-he" not in verdict["text"].split(
+        "met by")[1].split("\n")[0]
+    assert verdict["best"]["verifier"] == "implicit" and "oracle ceiling" in verdict["text"]
+    not_met = judge_bar([majority, close], [row("prm-he", "prm_best_of_n", 0.7, 0.5, 0.8, size=1), close], 8)
+    assert not_met["met"] is False and "+0.150 over majority" in not_met["text"]
+    assert "prm-he with more data: 1 problems 0.700, 3 problems 0.750" in not_met["text"]
