@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -559,6 +560,28 @@ class EvalConfig(_Strict):
         return (*ns, self.n_max)
 
 
+def _stages_on_one_store(model: Any, data: Any, owner: str,
+                         adjust: Callable[[str, dict[str, Any]], None] | None = None) -> Any:
+    """A config whose label, train and eval stages share its ``db``: an absent stage gets its own
+    default on that store, a stage naming another store is an error. ``adjust(stage, data)`` may
+    change a stage's data before the check (the factory's label cursor)."""
+    if not isinstance(data, dict):
+        return data
+    db = data.get("db") or default_db_path()
+    data = dict(data)
+    for stage in ("label", "train", "eval"):
+        sub = data.get(stage)
+        if sub is None:  # the stage's own default, on this store
+            sub = model.model_fields[stage].default_factory().model_dump(exclude={"db"})
+        sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub)
+        if adjust is not None:
+            adjust(stage, sub)
+        if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
+            raise ValueError(f"{stage}.db ({sub['db']}) differs from the {owner}'s db ({db}); use one store")
+        data[stage] = {**sub, "db": db}
+    return {**data, "db": db}
+
+
 def _next_slice() -> LabelConfig:
     return LabelConfig(dataset=DatasetSettings(select="next"))
 
@@ -594,22 +617,12 @@ class FactoryConfig(_Strict):
     @classmethod
     def _one_store(cls, data: Any) -> Any:
         """``db`` is the store of every stage; a stage naming another store is an error."""
-        if not isinstance(data, dict):
-            return data
-        db = data.get("db") or default_db_path()
-        data = dict(data)
-        for stage in ("label", "train", "eval"):
-            sub = data.get(stage)
-            if sub is None:  # the stage's own default (the label stage's is the data cursor), on this store
-                sub = cls.model_fields[stage].default_factory().model_dump(exclude={"db"})
-            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub)
+        def label_next(stage: str, sub: dict[str, Any]) -> None:
             if stage == "label" and isinstance(sub.get("dataset"), dict) and "select" not in sub["dataset"]:
                 # A factory iteration labels new problems unless its config asks for a fixed slice.
                 sub["dataset"] = {**sub["dataset"], "select": "next"}
-            if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
-                raise ValueError(f"{stage}.db ({sub['db']}) differs from the factory's db ({db}); use one store")
-            data[stage] = {**sub, "db": db}
-        return {**data, "db": db}
+
+        return _stages_on_one_store(cls, data, "factory", label_next)
 
     @model_validator(mode="after")
     def _promotion_needs_validation(self) -> "FactoryConfig":
@@ -685,20 +698,7 @@ class StudyConfig(_Strict):
     @classmethod
     def _one_store(cls, data: Any) -> Any:
         """``db`` is the store of every stage; a stage naming another store is an error."""
-        if not isinstance(data, dict):
-            return data
-        db = data.get("db") or default_db_path()
-        data = dict(data)
-        for stage in ("label", "train", "eval"):
-            sub = data.get(stage)
-            if sub is None:
-                field = cls.model_fields[stage]
-                sub = field.default_factory().model_dump(exclude={"db"})
-            sub = sub.model_dump() if isinstance(sub, BaseModel) else dict(sub)
-            if sub.get("db") not in (None, db) and Path(sub["db"]) != Path(db):
-                raise ValueError(f"{stage}.db ({sub['db']}) differs from the study's db ({db}); use one store")
-            data[stage] = {**sub, "db": db}
-        return {**data, "db": db}
+        return _stages_on_one_store(cls, data, "study")
 
     @model_validator(mode="after")
     def _consistent(self) -> "StudyConfig":

@@ -31,7 +31,7 @@ from tasks.store import Store, internal_sql, to_json
 
 #: Settings that do not change a stage's result (where files go, how batches are cut).
 _IGNORED = {"db", "models_dir", "plot", "retrain_threshold_steps", "batch_prefixes", "lease_s", "grader_workers",
-            "score_batch_size", "score_batch_tokens", "batch_size_score"}
+            "score_batch_size", "score_batch_tokens"}
 
 
 def _settings(config: Any) -> dict[str, Any]:
