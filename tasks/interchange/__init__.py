@@ -1,0 +1,1 @@
+"""Datasets in and out: step-label formats (formats), export (export) and import (imports)."""
