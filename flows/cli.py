@@ -10,6 +10,7 @@
     prmf processbench --split math    # earliest-error F1, threshold chosen on gsm8k
     prmf gold-steps                   # verifiers' step scores vs arith gold step labels
     prmf study                        # label slices, train every verifier, compare on one pool, report
+    prmf export OUT --format trl      # the labels as a dataset (trl | math-shepherd | openrlhf | pairs | processbench)
     prmf score --question Q --solution "step 1\nstep 2"
     prmf factory --threshold 500      # label -> growth check -> retrain/evaluate/promote when due
     prmf model prepare                # convert the embedded SmolLM2 once
@@ -724,6 +725,8 @@ def study(
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 16)")] = None,
     selection_n: Annotated[Optional[int], typer.Option(help="the N of the headline and of the aggregation choice (default 8)")] = None,
     processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 50; 0 skips)")] = None,
+    beam_verifier: Annotated[Optional[str], typer.Option(help="the step verifier that guides beam search on the test pool: best (highest best-of-N on validation; default) | none | prm-he | prm-se | pav | implicit | oracle")] = None,
+    beam_width: Annotated[Optional[list[int]], typer.Option("--beam-width", help="beam widths B of that search (repeatable; default eval.beam.widths: 1, 2, 4)")] = None,
     pool: Annotated[Optional[list[Path]], typer.Option("--pool", help="an external candidate pool (JSONL, as prmf eval --pool) the largest slice's verifiers are also evaluated on (repeatable)")] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="report folder (default: study-<id>/ next to the store)")] = None,
     config_file: ConfigOption = None,
@@ -741,9 +744,11 @@ def study(
 
     3. select: each verifier on one fixed test pool (N up to --n-max, the same candidates for all): pass@1, majority, best-of-N and weighted vote with the aggregation chosen on the validation pool, 95% intervals, scorer diagnostics, step scores against arith gold labels.
 
-    4. external: ProcessBench F1 (math split, threshold chosen on gsm8k) of the largest slice's step verifiers, and each --pool file's best-of-N.
+    4. search: beam search on the test pool's problems at each --beam-width, guided by --beam-verifier (default: the step verifier with the best validation best-of-N), next to best-of-N and majority at no more generated tokens.
 
-    5. report: report.md (tables, accuracy-vs-N and accuracy-vs-cost PNGs) and report.json next to the store, also a Prefect artifact. It says whether a factory verifier beat majority by 10 points at N = --selection-n with non-overlapping intervals, and if not, how far the best one and the oracle ceiling were.
+    5. external: ProcessBench F1 (math split, threshold chosen on gsm8k) of the largest slice's step verifiers, and each --pool file's best-of-N.
+
+    6. report: report.md (tables, accuracy-vs-N and accuracy-vs-cost PNGs) and report.json next to the store, also a Prefect artifact. It says whether a factory verifier beat majority by 10 points at N = --selection-n with non-overlapping intervals, and if not, how far the best one and the oracle ceiling were.
     """
     from flows.study import study as study_flow
     from tasks.config import StudyConfig
@@ -768,11 +773,13 @@ def study(
                 if not path.is_file():
                     _fail(f"--pool {path}: no such file")
             data["pools"] = [str(path) for path in pool]
+        if beam_width:
+            data["eval"].setdefault("beam", {})["widths"] = list(beam_width)
 
     config = _config(StudyConfig, config_file, {
         **_db_overrides(db, "label", "train", "eval"), "label.strategy": strategy, "label.solutions": solutions,
         "label.rollouts": rollouts, "train.base_model": base_model, "train.epochs": epochs, "eval.n_max": n_max,
-        "selection_n": selection_n, "processbench_limit": processbench_limit,
+        "selection_n": selection_n, "processbench_limit": processbench_limit, "beam_verifier": beam_verifier,
         "report_dir": str(report_dir) if report_dir else None,
     }, adjust, show=show_config)
     command = "prmf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -785,6 +792,66 @@ def study(
         console.print(f"{dataset}: the bar is {'met' if bar['met'] else 'not met'}", soft_wrap=True)
         console.print(bar["text"], soft_wrap=True)
     console.print(f"report: {result['report']['path']}")
+
+
+@app.command()
+def export(
+    out: Annotated[Optional[Path], typer.Argument(help="output folder, new or empty (default prmf-export)")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="trl (default) | math-shepherd | openrlhf | pairs | processbench")] = None,
+    output: Annotated[Optional[list[str]], typer.Option("--output", help="parquet | jsonl | hf (repeatable; default parquet and hf)")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="only this dataset (repeatable; default all)")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="only this split (repeatable; default every split but test)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="only solutions labelled by this strategy (e.g. naive, binary_search+early_stop)")] = None,
+    completer: Annotated[Optional[str], typer.Option(help="only this completer model's estimates (default: any, pooled)")] = None,
+    label: Annotated[Optional[str], typer.Option(help="label kind: he (default; soft SE) | se (SE >= --se-threshold) | pav (advantage >= 0) | gold (arith)")] = None,
+    se_threshold: Annotated[Optional[float], typer.Option(help="--label se: the SE at and above which a step is correct (default 0.5)")] = None,
+    measured_only: Annotated[bool, typer.Option("--measured-only", help="drop solutions with an inferred step label")] = False,
+    min_rollouts: Annotated[Optional[int], typer.Option(help="drop solutions with a measured step from fewer rollouts")] = None,
+    after_first_error: Annotated[Optional[str], typer.Option(help="keep (default) | drop: end each solution at its first wrong step")] = None,
+    include_eval: Annotated[bool, typer.Option("--include-eval", help="also export questions of evaluation pools")] = False,
+    placeholder: Annotated[Optional[str], typer.Option(help="openrlhf: the step placeholder (default ки; one token of the trainer's tokenizer)")] = None,
+    openrlhf_soft: Annotated[bool, typer.Option("--openrlhf-soft", help="openrlhf: float labels (the soft values) instead of +/-")] = False,
+    tokenizer: Annotated[Optional[str], typer.Option(help="openrlhf: check every row against this tokenizer (local folder or the embedded alias)")] = None,
+    shard_rows: Annotated[Optional[int], typer.Option(help="rows per shard (default 100000)")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="also push to this hub dataset repo (user/name; needs hub access)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Export the step labels as a dataset PRM trainers read (config: ExportConfig), streamed into
+    Parquet/JSONL shards and a `datasets` dataset, with a card (README.md) stating provenance:
+    models, sampling, strategies, counts, label rates, run ids, code version and this command."""
+    from flows.export import export as export_flow
+    from tasks.config import ExportConfig
+    from tasks.interchange.export import ExportError
+
+    def adjust(data: dict[str, Any]) -> None:
+        for key, values in (("outputs", output), ("datasets", dataset), ("splits", split)):
+            if values:
+                data[key] = list(values)
+        for key, flag in (("measured_only", measured_only), ("include_eval", include_eval),
+                          ("openrlhf_soft", openrlhf_soft)):
+            if flag:
+                data[key] = True
+
+    config = _config(ExportConfig, config_file, {
+        **_db_overrides(db), "out": str(out) if out else None, "format": format, "strategy": strategy,
+        "completer": completer, "label": label, "se_threshold": se_threshold, "min_rollouts": min_rollouts,
+        "after_first_error": after_first_error, "placeholder": placeholder, "tokenizer": tokenizer,
+        "shard_rows": shard_rows, "push_to_hub": push_to_hub}, adjust, show=show_config)
+    command = "prmf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        result = _with_progress(export_flow, config=config, command=command)
+    except (*_user_errors(), ExportError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    _print_rows(["split", "rows"], sorted(result["splits"].items()), f"export {result['format']} -> {result['out']}")
+    console.print(f"{result['solutions']} solutions, {result['steps']} steps ({result['positive_steps']} labelled "
+                  f"correct); files under {result['out']}/data" + (", hf/" if result["hf_path"] else "")
+                  + "; card: README.md", soft_wrap=True)
 
 
 def _print_retrain(retrained: dict[str, Any]) -> None:

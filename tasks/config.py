@@ -687,6 +687,12 @@ class StudyConfig(_Strict):
         "problems, which choose each verifier's aggregation); prm/orm are set per verifier",
     )
     selection_n: int = Field(8, ge=1, description="the N the headline compares at (and aggregations are chosen at)")
+    beam_verifier: Literal["best", "none", "prm-he", "prm-se", "pav", "implicit", "oracle"] = Field(
+        "best",
+        description="the largest slice's step verifier that also guides beam search on the test pools (eval.beam: "
+        "widths, expansions, reward; its select is the aggregation chosen on validation): best = the one with the "
+        "highest best-of-N at selection_n on the validation pools (never the test pool); none: no beam search",
+    )
     processbench_limit: int = Field(
         50, ge=0, description="ProcessBench samples per split for each step verifier of the largest slice (0: skip)")
     pools: tuple[Path, ...] = Field(
@@ -710,11 +716,66 @@ class StudyConfig(_Strict):
             raise ValueError("eval.validation is empty: a study chooses aggregations on validation pools")
         if self.selection_n > self.eval.n_max:
             raise ValueError(f"selection_n {self.selection_n} exceeds eval.n_max {self.eval.n_max}")
+        if self.beam_verifier not in ("best", "none") and self.beam_verifier not in self.verifiers:
+            raise ValueError(f"beam_verifier {self.beam_verifier} is not in verifiers {list(self.verifiers)}")
         return self
 
     def verifiers_at(self, size: int) -> tuple[str, ...]:
         """The verifiers trained on the slice of ``size`` problems."""
         return self.verifiers if size == self.sizes[-1] else self.scaling_verifiers
+
+
+ExportFormat = Literal["trl", "math-shepherd", "openrlhf", "pairs", "processbench"]
+
+
+class ExportConfig(_Strict):
+    """prmf export: the store's step labels as a dataset in a format PRM trainers read."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file to export from (env PRMF_DB)")
+    out: Path = Field(Path("prmf-export"), description="output folder (must be new or empty): data shards, the HF "
+                      "dataset and the dataset card README.md")
+    format: ExportFormat = Field(
+        "trl", description="trl: TRL stepwise supervision (prompt, completions, labels, soft_labels); math-shepherd: "
+        "input/label with ' ки' and +/-; openrlhf: input with a placeholder per step, label list; pairs: prompt, "
+        "chosen (no wrong step), rejected (a wrong step) per problem; processbench: steps and the earliest wrong "
+        "step's index (label, -1: none)")
+    outputs: tuple[Literal["parquet", "jsonl", "hf"], ...] = Field(
+        ("parquet", "hf"), min_length=1,
+        description="parquet/jsonl: shards under data/; hf: a `datasets` dataset (save_to_disk) under hf/")
+    datasets: tuple[str, ...] = Field((), description="only these datasets (default: all)")
+    splits: tuple[str, ...] = Field((), description="only these splits (default: every split but test)")
+    strategy: str | None = Field(None, description="only solutions labelled by this strategy (e.g. naive, "
+                                 "binary_search+early_stop); default: any")
+    completer: str | None = Field(None, description="only estimates of this completer model; default: any (pooled)")
+    label: Literal["he", "se", "pav", "gold"] = Field(
+        "he", description="the label kind: he (any rollout correct; soft value SE), se (SE >= se_threshold; soft "
+        "SE), pav (the Best-of-K prover's advantage A >= 0; soft A), gold (arith's exact step labels)")
+    se_threshold: float = Field(0.5, ge=0, le=1, description="label se: the SE at and above which a step is correct")
+    pav_alpha: float = Field(0.5, ge=0, description="label pav: alpha of the effective reward (recorded in the card)")
+    pav_k: int = Field(4, ge=1, description="label pav: K of the Best-of-K prover")
+    measured_only: bool = Field(False, description="drop solutions with a step label a strategy inferred "
+                                "(no rollouts from that prefix)")
+    min_rollouts: int = Field(0, ge=0, description="drop solutions with a measured step from fewer rollouts")
+    after_first_error: Literal["keep", "drop"] = Field(
+        "keep", description="drop: end each solution at its first wrong step (the steps after it carry no signal "
+        "under the hard label)")
+    include_eval: bool = Field(False, description="also export problems whose question is in an evaluation pool "
+                               "(default: never, so exported data can train what is evaluated)")
+    placeholder: str = Field("ки", min_length=1, description="openrlhf: the step placeholder (one token of the "
+                             "trainer's tokenizer; check with --tokenizer)")
+    openrlhf_soft: bool = Field(False, description="openrlhf: labels are the soft values (floats), not +/-")
+    tokenizer: str | None = Field(None, description="openrlhf: a tokenizer (local folder or embedded alias) to "
+                                  "check that every row has one placeholder token per label")
+    max_pairs_per_problem: int = Field(4, ge=1, description="pairs: at most this many pairs per problem")
+    shard_rows: int = Field(100_000, ge=1, description="rows per data shard (and per streamed batch)")
+    push_to_hub: str | None = Field(None, description="also push the dataset (outputs must include hf) and its card "
+                                    "to this Hugging Face hub repo, e.g. user/name (needs hub access and a token)")
+
+    @model_validator(mode="after")
+    def _pushable(self) -> "ExportConfig":
+        if self.push_to_hub and "hf" not in self.outputs:
+            raise ValueError("push_to_hub needs the hf output (outputs must include hf)")
+        return self
 
 
 class ProcessBenchConfig(_Strict):

@@ -214,6 +214,21 @@ class Store:
                 for name in tables or {}:
                     self.con.unregister(name)
 
+    def stream(self, sql: str, params: dict[str, Any] | None = None, rows_per_batch: int = 10_000
+               ) -> Iterator[list[dict[str, Any]]]:
+        """Run SQL and yield its rows as dicts, at most ``rows_per_batch`` at a time (Arrow record
+        batches): a result of millions of rows never sits in memory whole."""
+        with self._lock:
+            cursor = self.con.cursor()
+        try:
+            reader = cursor.execute(sql, params or {}).fetch_record_batch(rows_per_batch)
+            for batch in reader:
+                yield batch.to_pylist()
+        except duckdb.Error as exc:
+            raise StoreError(str(exc).strip()) from exc
+        finally:
+            cursor.close()
+
     def saved_query(self, name: str) -> QueryResult:
         queries = saved_queries()
         if name not in queries:

@@ -1,0 +1,182 @@
+"""prmf export: the store's step labels in the formats PRM trainers read.
+
+Two kinds of store: one labelled by a real label flow run (the embedded engine), checked with
+the trainers' own tokenisation (TRL's PRMTrainer.tokenize_row; OpenRLHF's documented placeholder
+rule) against the store's labelled_steps view; and one seeded with labels known by construction
+(tests/helpers.seed_labelled_arith), checked against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+from flows.export import export
+from flows.label import label
+from tasks.config import ExportConfig, LabelConfig
+from tasks.interchange.formats import decode_math_shepherd
+from tasks.models import EMBEDDED_MODEL, embedded_model_dir
+from tasks.store import Store
+from tests.helpers import seed_labelled_arith
+
+PLACEHOLDER = "<empty_output>"  # an unused special token of SmolLM2's tokenizer: one token wherever it stands
+
+
+@pytest.fixture(scope="module")
+def labelled_db(tmp_path_factory, prefect_harness, _engines_closed_at_exit):
+    """A store labelled by a real label run: 3 arith problems, 3 solutions each, 2 rollouts per prefix."""
+    db = tmp_path_factory.mktemp("export") / "store.duckdb"
+    label(config=LabelConfig.model_validate(dict(
+        db=db, dataset={"name": "arith", "limit": 3}, solutions=3, rollouts=2,
+        generation={"temperature": 0.8, "max_tokens": 80}, rollout={"temperature": 0.7, "max_tokens": 48})))
+    return db
+
+
+def store_labels(db, column: str = "he") -> dict[str, list]:
+    """Per solution, its step labels in order, read from the labelled_steps view (not the export's SQL)."""
+    with Store(db, read_only=True) as store:
+        rows = store.query(f"SELECT solution_id, {column} FROM labelled_steps WHERE split <> 'test' "
+                           "ORDER BY solution_id, step_index").rows
+    out: dict[str, list] = {}
+    for solution, value in rows:
+        out.setdefault(solution, []).append(value)
+    return out
+
+
+@pytest.mark.engine
+def test_trl_export_tokenised_by_trl_labels_every_step_as_stored(prefect_harness, labelled_db, tmp_path):
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import AutoTokenizer
+    from trl.experimental.prm import PRMTrainer
+
+    out = tmp_path / "trl"
+    result = export(config=ExportConfig(db=labelled_db, out=out, format="trl"))
+    he, se = store_labels(labelled_db), store_labels(labelled_db, "se")
+    assert result["solutions"] == len(he) > 0 and result["steps"] == sum(len(v) for v in he.values())
+    dataset = datasets.load_from_disk(str(out / "hf"))["train"]
+    assert len(dataset) == len(he)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    for row in dataset:
+        tokens = PRMTrainer.tokenize_row(row, tokenizer, step_separator="\n", max_length=None,
+                                         max_completion_length=None, train_on_last_step_only=False, is_eval=False)
+        labelled = [v for v in tokens["labels"] if v != -100]
+        assert len(labelled) == len(row["completions"])  # one labelled position per step
+        assert labelled == [int(v) for v in he[row["solution_id"]]]
+        assert row["soft_labels"] == pytest.approx(se[row["solution_id"]])
+    # The card names the format's caveat, the provenance and the export run.
+    card = (out / "README.md").read_text()
+    assert "`int()`" in card and "soft_labels" in card and result["run_id"] in card
+    assert "| rollouts | math_shepherd |" in card and "| generation |" in card
+
+
+@pytest.mark.engine
+def test_openrlhf_export_holds_one_placeholder_token_per_label(prefect_harness, labelled_db, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "openrlhf"
+    export(config=ExportConfig(db=labelled_db, out=out, format="openrlhf", outputs=("jsonl",),
+                               placeholder=PLACEHOLDER, tokenizer=EMBEDDED_MODEL))
+    he = store_labels(labelled_db)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    # OpenRLHF's rule (ProcessRewardDataset): the placeholder is one token id; the labels go to
+    # the positions holding it, one per label.
+    (placeholder_id,) = tokenizer.encode(PLACEHOLDER, add_special_tokens=False)
+    records = [json.loads(line) for f in sorted((out / "data").glob("*.jsonl")) for line in f.open()]
+    assert len(records) == len(he)
+    for record in records:
+        ids = tokenizer(record["input"], add_special_tokens=False)["input_ids"]
+        assert ids.count(placeholder_id) == len(record["label"])
+        assert record["label"] == ["+" if v else "-" for v in he[record["solution_id"]]]
+    # Math-Shepherd's own tag is two tokens of this tokenizer: refused, with a token that works named.
+    with pytest.raises(Exception, match=r"'ки' is 2 tokens .* needs one"):
+        export(config=ExportConfig(db=labelled_db, out=tmp_path / "bad", format="openrlhf",
+                                   tokenizer=EMBEDDED_MODEL))
+    assert not (tmp_path / "bad").exists()
+
+
+def seeded(tmp_path, problems: int = 3):
+    """Problems labelled by construction: per problem a right solution (every step correct, SE 0.5
+    on its rolled-out prefixes: 2 of 4 rollouts correct, SE 1 on the final step) and a wrong one
+    (every step wrong, SE 0)."""
+    db = tmp_path / "seeded.duckdb"
+    with Store(db) as store:
+        seed_labelled_arith(store, problems)
+        seed_labelled_arith(store, 1, split="test", start=500)  # test split: never exported by default
+        solutions = {sid: (correct, n) for sid, correct, n in store.query(
+            "SELECT solution_id, correct, num_steps FROM solutions s JOIN problems p USING (problem_id) "
+            "WHERE p.split = 'train'").rows}
+    return db, solutions
+
+
+def rows_of(out):
+    return [r for f in sorted((out / "data").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+def test_seeded_labels_come_out_exactly_in_every_format(prefect_harness, tmp_path):
+    db, solutions = seeded(tmp_path)
+    assert len(solutions) == 6
+
+    export(config=ExportConfig(db=db, out=tmp_path / "trl"))
+    trl = rows_of(tmp_path / "trl")
+    assert {r["solution_id"] for r in trl} == set(solutions)  # the test split's are left out
+    for r in trl:
+        correct, n = solutions[r["solution_id"]]
+        assert r["labels"] == [correct] * n
+        assert r["soft_labels"] == ([0.5] * (n - 1) + [1.0] if correct else [0.0] * n)
+        assert r["split"] == "train"
+
+    export(config=ExportConfig(db=db, out=tmp_path / "gold", label="gold", after_first_error="drop"))
+    for r in rows_of(tmp_path / "gold"):
+        correct, n = solutions[r["solution_id"]]
+        assert r["labels"] == ([True] * n if correct else [False])  # cut after the first wrong step
+        assert r["soft_labels"] == [None] * len(r["labels"])
+
+    export(config=ExportConfig(db=db, out=tmp_path / "se", label="se", se_threshold=0.6))
+    for r in rows_of(tmp_path / "se"):  # SE 0.5 < 0.6: only a right solution's final step is correct
+        correct, n = solutions[r["solution_id"]]
+        assert r["labels"] == ([False] * (n - 1) + [True] if correct else [False] * n)
+
+    export(config=ExportConfig(db=db, out=tmp_path / "ms", format="math-shepherd"))
+    for r in rows_of(tmp_path / "ms"):
+        decoded = decode_math_shepherd(r)
+        correct, n = solutions[r["solution_id"]]
+        assert decoded.labels == (correct,) * n and r["input"].count(" ки") == n
+        with Store(db, read_only=True) as store:
+            steps = [t for (t,) in store.query("SELECT text FROM steps WHERE solution_id = ? ORDER BY step_index",
+                                               [r["solution_id"]]).rows]
+        assert list(decoded.steps) == steps
+
+    export(config=ExportConfig(db=db, out=tmp_path / "pb", format="processbench"))
+    for r in rows_of(tmp_path / "pb"):
+        correct, _ = solutions[r["id"]]
+        assert (r["label"], r["final_answer_correct"]) == ((-1, True) if correct else (0, False))
+
+    export(config=ExportConfig(db=db, out=tmp_path / "pairs", format="pairs"))
+    pairs = rows_of(tmp_path / "pairs")
+    assert len(pairs) == 3 and {r["rejected_first_error"] for r in pairs} == {0}
+    for r in pairs:
+        assert solutions[r["chosen_solution_id"]][0] and not solutions[r["rejected_solution_id"]][0]
+        assert r["chosen"] == "\n".join(r["chosen_steps"])
+
+
+def test_export_streams_into_shards_and_never_overwrites(prefect_harness, tmp_path):
+    db, solutions = seeded(tmp_path)
+    out = tmp_path / "sharded"
+    result = export(config=ExportConfig(db=db, out=out, outputs=("parquet", "jsonl", "hf"), shard_rows=4))
+    names = sorted(p.name for p in (out / "data").iterdir())
+    assert names == ["train-00000-of-00002.jsonl", "train-00000-of-00002.parquet",
+                     "train-00001-of-00002.jsonl", "train-00001-of-00002.parquet"]
+    assert [pq.read_table(out / "data" / n).num_rows for n in names if n.endswith(".parquet")] == [4, 2]
+    assert sum(1 for n in names if n.endswith(".jsonl") for _ in (out / "data" / n).open()) == 6
+    assert len(datasets.load_from_disk(str(out / "hf"))["train"]) == result["rows"] == 6
+    # A second export to the same folder is refused through the CLI, naming the folder; nothing changes.
+    before = sorted(p.name for p in out.rglob("*"))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "export", str(out), "--db", str(db)],
+                          capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(tmp_path / "p")})
+    assert proc.returncode == 2 and f"{out} exists and is not an empty folder" in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
