@@ -1,7 +1,7 @@
 """The study flow: does better process supervision make a better verifier?
 
-label each slice -> train every verifier on it -> evaluate each on the same fixed pools ->
-ProcessBench for the largest slice's step verifiers -> the report (``tasks/study``).
+label each slice -> train every verifier on it -> evaluate each on the same fixed pools -> beam
+search guided by the verifier best on validation -> ProcessBench for the largest slice's step verifiers -> the report (``tasks/study``).
 
 Run it with ``prmf study``. Every stage is looked up before it runs (``study_stages``), so a killed
 or repeated study resumes: only what is missing runs.
@@ -23,6 +23,9 @@ from tasks.config import StudyConfig
 from tasks.models import prepare_model
 from tasks.runs import recorded_run
 from tasks.study import (
+    beam_config,
+    beam_key,
+    choose_beam_verifier_task,
     eval_config,
     eval_key,
     evaluation_plan,
@@ -55,9 +58,11 @@ def study(config: StudyConfig = StudyConfig(), command: str = "prmf study") -> d
     prepare_model(config.train.base_model)
     with recorded_run(config.db, "study", config) as run_id:
         models: dict[tuple[int, str], str] = {}
+        label_runs: dict[int, str] = {}
         for size in config.sizes:
             labelling = label_config(config, size)
-            _stage(config, label_key(config, size), "label", labelling, lambda c=labelling: label(c)["run_id"], run_id)
+            label_runs[size] = _stage(config, label_key(config, size), "label", labelling,
+                                      lambda c=labelling: label(c)["run_id"], run_id)
             for verifier in config.verifiers_at(size):
                 training = train_config(config, size, verifier)
                 models[(size, verifier)] = _stage(config, train_key(config, size, verifier), "train", training,
@@ -73,6 +78,12 @@ def study(config: StudyConfig = StudyConfig(), command: str = "prmf study") -> d
                        lambda c=evaluating, f=pool: evaluate(c, pool_file=f)["run_id"], run_id)
                 for pool in (config.pools if size == largest else ()))
             trained += [TrainedVerifier(size, v, models[(size, v)], eval_run, pool_run_ids=pool_runs) for v in covered]
+        if (beam := choose_beam_verifier_task(config, trained)) is not None:  # chosen on validation
+            guide, how = beam
+            searching = beam_config(config, guide.model_id, guide.verifier, how)
+            beam_run = _stage(config, beam_key(config, guide.model_id, guide.verifier, how), "evaluate", searching,
+                              lambda c=searching: evaluate(c)["run_id"], run_id)
+            trained[trained.index(guide)] = replace(guide, beam_run_id=beam_run)
         if config.processbench_limit:
             for i, t in enumerate(trained):
                 if t.size == largest and t.verifier != "orm":
@@ -80,7 +91,8 @@ def study(config: StudyConfig = StudyConfig(), command: str = "prmf study") -> d
                     pb_run = _stage(config, processbench_key(config, t.model_id), "processbench", checking,
                                     lambda c=checking: processbench(c)["run_id"], run_id)
                     trained[i] = replace(t, processbench_run_id=pb_run)
-        report = study_report_task(config, trained, command, time.perf_counter() - started)
+        report = study_report_task(config, trained, list(label_runs.values()), command,
+                                   time.perf_counter() - started)
         for dataset, bar in report["bars"].items():
             print(f"{dataset}: the bar is {'met' if bar['met'] else 'not met'}\n{bar['text']}")
         print(f"report: {report['path']}")

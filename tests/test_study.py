@@ -29,7 +29,8 @@ def tiny_study(db, tmp_path, base_model) -> StudyConfig:
         train={"base_model": str(base_model), "epochs": 1, "batch_size": 4, "lr": 5e-5, "val_fraction": 0.34,
                "models_dir": str(tmp_path / "models")},
         eval={"datasets": [{"name": "arith", "split": "test", "limit": 3}],
-              "validation": [{"name": "arith", "split": "validation", "limit": 3}], "n_max": N_MAX},
+              "validation": [{"name": "arith", "split": "validation", "limit": 3}], "n_max": N_MAX,
+              "beam": {"widths": [1, 2], "max_steps": 4, "step_max_tokens": 32}},
         selection_n=2, processbench_limit=2, report_dir=tmp_path / "report", pools=(_pool_file(tmp_path),),
     )
 
@@ -44,6 +45,18 @@ def _pool_file(tmp_path):
          "answer": "10", "responses": ["9 - 5 = 3\n3 + 6 = 9\nThe answer is 9.", "9 - 5 = 4\n4 + 6 = 10\nThe answer is 10."]},
     ]) + "\n")
     return path
+
+
+def store_rows(db, sql, params):
+    with Store(db) as store:
+        return store.query(sql, params).rows
+
+
+def _group(rows):
+    out = {}
+    for key, *rest in rows:
+        out.setdefault(key, []).append(tuple(rest))
+    return out
 
 
 def _aggregate(scores: list[float], how: str) -> float:
@@ -149,6 +162,33 @@ def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, d
         counts = dict(store.query("SELECT flow_name, count(*) FROM runs GROUP BY ALL").rows)
         models = store.scalar("SELECT count(*) FROM prm_models")
     assert models == 6  # orm and prm-he on both slices; implicit and oracle on the largest
+    # Beam search: guided by the step verifier with the best validation best-of-N at N = 2 (its best
+    # aggregation there; ties: the order of `verifiers`), each width next to cheaper best-of-N.
+    validation = {v: max(r[0] for r in rows) for v, rows in _group(store_rows(db_path, (
+        "SELECT r.model_id, r.accuracy FROM eval_results r JOIN eval_pools p USING (pool_id) "
+        "WHERE p.split = 'validation' AND r.method = 'prm_best_of_n' AND r.n = 2 AND list_contains(?, r.run_id)"),
+        [[t.eval_run_id for t in trained.values() if t.size == 3 and t.verifier != "orm"]])).items()}
+    order = ["prm-he", "implicit", "oracle"]
+    by_model = {t.model_id: t.verifier for t in trained.values() if t.size == 3}
+    best = max(validation, key=lambda m: (validation[m], -order.index(by_model[m])))
+    guides = [t for t in result["trained"] if t.beam_run_id]
+    assert [t.model_id for t in guides] == [best]
+    assert [b["width"] for b in arith.beam] == [1, 2] and "### Beam search guided by" in text
+    with Store(db_path) as store:
+        for b in arith.beam:
+            correct, tokens = store.query(
+                "SELECT avg(r.correct::INTEGER), avg(r.tokens) FROM search_results r JOIN searches s USING (search_id) "
+                "WHERE s.model_id = ? AND s.run_id = ? AND json_extract(s.settings, '$.widths[0]')::INTEGER = ?",
+                [best, guides[0].beam_run_id, b["width"]]).rows[0]
+            assert (b["value"], b["tokens"]) == (pytest.approx(correct), pytest.approx(tokens))
+            if b["best_of_n"] is not None:
+                assert b["best_of_n"]["tokens"] <= b["tokens"]
+    # Compute time: every run and training of the study, each with its measured seconds.
+    timed = [t["stage"] for t in report.times if t["seconds"] is not None and t["seconds"] >= 0]
+    assert {stage: timed.count(stage) for stage in set(timed)} == {
+        "label": counts["label"], "train": models, "evaluate": counts["evaluate"],
+        "processbench": counts["processbench"]}
+    assert "## Compute time" in text
     assert report.gold is not None and {s["verifier"] for s in report.gold["scorers"]} == {
         "prm-he", "oracle", "implicit:step", "implicit:cumulative"}
 

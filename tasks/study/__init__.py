@@ -77,6 +77,58 @@ def evaluation_plan(config: StudyConfig, models: dict[tuple[int, str], str]
     return plan
 
 
+def beam_config(config: StudyConfig, model_id: str, verifier: str, aggregation: str) -> EvalConfig:
+    """Beam search guided by ``model_id`` on the test pools, its answer chosen by ``aggregation``
+    (the one chosen on validation). An implicit PRM read out as anything but ``sigmoid`` has no Q
+    in [0, 1], which the ``pav`` ranking needs: it ranks by its own score (``q``) instead."""
+    beam = config.eval.beam.model_copy(update={"select": aggregation})
+    if verifier == "implicit" and beam.reward == "pav" and config.eval.implicit_readout != "sigmoid":
+        beam = beam.model_copy(update={"reward": "q"})
+    return eval_config(config, model_id, None).model_copy(
+        update={"methods": ("best_of_n", "beam"), "beam": beam, "validation": ()})
+
+
+def beam_key(config: StudyConfig, model_id: str, verifier: str, aggregation: str) -> str:
+    return stage_key("beam", _settings(beam_config(config, model_id, verifier, aggregation)))
+
+
+def choose_beam_verifier(store: Store, config: StudyConfig, trained: list[Any]) -> tuple[Any, str] | None:
+    """The largest slice's step verifier that guides the beam search, with its aggregation: the
+    configured one, or (``best``) the one whose best-of-N at ``selection_n`` is highest on the
+    validation pools (mean over them; ties: the first in ``verifiers``). None: no beam search."""
+    from tasks.study.report import choose_aggregation
+
+    largest = max(t.size for t in trained)
+    steps = [t for t in trained if t.size == largest and t.verifier != "orm"]
+    if config.beam_verifier == "none" or not steps:
+        return None
+    results = store.query(internal_sql("study_eval_results"), {"run_ids": [t.eval_run_id for t in steps]}).as_dicts()
+    scored = []
+    for t in steps:
+        validation = [r for r in results if r["split"] == "validation" and r["model_id"] == t.model_id
+                      and r["run_id"] == t.eval_run_id]
+        how = choose_aggregation(validation, "prm_best_of_n", config.selection_n)
+        if how is None:
+            continue
+        chosen = [r for r in validation if r["method"] == "prm_best_of_n" and r["aggregation"] == how
+                  and r["n"] <= config.selection_n]
+        top = max(r["n"] for r in chosen)
+        accuracy = sum(r["accuracy"] for r in chosen if r["n"] == top) / sum(1 for r in chosen if r["n"] == top)
+        scored.append((accuracy, -config.verifiers.index(t.verifier), t, how))
+    if config.beam_verifier != "best":
+        scored = [s for s in scored if s[2].verifier == config.beam_verifier]
+    if not scored:
+        return None
+    _, _, chosen_verifier, how = max(scored, key=lambda s: s[:2])
+    return chosen_verifier, how
+
+
+@task(name="study-beam-verifier", cache_policy=NO_CACHE)
+def choose_beam_verifier_task(config: StudyConfig, trained: list[Any]) -> tuple[Any, str] | None:
+    with Store(config.db) as store:
+        return choose_beam_verifier(store, config, trained)
+
+
 def processbench_config(config: StudyConfig, model_id: str) -> ProcessBenchConfig:
     """ProcessBench's math split, the threshold chosen on its gsm8k split (held out from it)."""
     return ProcessBenchConfig(db=config.db, split="math", model=model_id, limit=config.processbench_limit)
@@ -140,14 +192,15 @@ def report_folder(config: StudyConfig) -> Path:
 
 
 @task(name="study-report", cache_policy=NO_CACHE, task_run_name="study-report")
-def study_report_task(config: StudyConfig, trained: list[Any], command: str, wall_s: float | None) -> dict[str, Any]:
+def study_report_task(config: StudyConfig, trained: list[Any], label_run_ids: list[str], command: str,
+                      wall_s: float | None) -> dict[str, Any]:
     """Build the report from the store, write it next to the store, publish it as an artifact."""
     from prefect.artifacts import create_markdown_artifact
 
     from tasks.study.report import build_report, embedded_images, write_report
 
     with Store(config.db) as store:
-        report = build_report(store, config, study_id(config), trained)
+        report = build_report(store, config, study_id(config), trained, label_run_ids)
     path, text = write_report(report, config, report_folder(config), command, wall_s)
     create_markdown_artifact(embedded_images(text, report.plots), key="study-report",
                              description=f"prmf study {report.study_id}: verifiers vs majority vote, with intervals")

@@ -36,6 +36,7 @@ class TrainedVerifier:
     eval_run_id: str
     processbench_run_id: str | None = None
     pool_run_ids: tuple[str, ...] = ()  # evaluations on the external pools (no validation pool of their own)
+    beam_run_id: str | None = None  # the beam search it guided on the test pools (one verifier per study)
 
     @property
     def run_ids(self) -> tuple[str, ...]:
@@ -75,6 +76,7 @@ class DatasetReport:
     scaling: list[Row]  # every slice's verifiers (best-of-N with the chosen aggregation)
     diagnostics: list[dict[str, Any]]
     bar: dict[str, Any]
+    beam: list[dict[str, Any]] = field(default_factory=list)  # beam search vs best-of-N at no more tokens
 
 
 @dataclass
@@ -86,6 +88,7 @@ class StudyReport:
     costs: list[dict[str, Any]]
     gold: dict[str, Any] | None
     processbench: list[dict[str, Any]]
+    times: list[dict[str, Any]] = field(default_factory=list)  # stage, result_id, seconds (study_stage_times.sql)
     plots: dict[str, str] = field(default_factory=dict)  # name -> file
 
 
@@ -104,14 +107,15 @@ def choose_aggregation(validation: Sequence[dict[str, Any]], method: str, n: int
 
 
 def _accuracies(rows: Sequence[dict[str, Any]]) -> dict[int, Accuracy]:
-    return {r["n"]: Accuracy(r["accuracy"], r["ci_low"], r["ci_high"], r["problems"]) for r in rows}
+    return {r["n"]: _accuracy(r) for r in rows}
 
 
-def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequence[TrainedVerifier]) -> StudyReport:
+def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequence[TrainedVerifier],
+                 label_run_ids: Sequence[str] = ()) -> StudyReport:
     if not trained:
         raise ValueError("a study report needs at least one trained verifier")
-    results = store.query(internal_sql("study_eval_results"),
-                          {"run_ids": sorted({run for t in trained for run in t.run_ids})}).as_dicts()
+    run_ids = {run for t in trained for run in (*t.run_ids, *([t.beam_run_id] if t.beam_run_id else []))}
+    results = store.query(internal_sql("study_eval_results"), {"run_ids": sorted(run_ids)}).as_dicts()
     by_run: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_run.setdefault(r["run_id"], []).append(r)
@@ -152,8 +156,10 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
             if d["dataset"] == dataset and (d["model_id"], d["aggregation"]) not in seen:  # the ORM rides along
                 seen.add((d["model_id"], d["aggregation"]))
                 diagnostics.append(d)
+        beam = [b for t in trained if t.beam_run_id for b in beam_rows(
+            t.verifier, [r for r in by_run.get(t.beam_run_id, []) if r["dataset"] == dataset and r["split"] != "validation"])]
         datasets.append(DatasetReport(dataset, splits[dataset], problems, ns, rows, scaling, diagnostics,
-                                      judge_bar(rows, scaling, config.selection_n)))
+                                      judge_bar(rows, scaling, config.selection_n), beam))
     models = {m["model_id"]: m for m in store.query(internal_sql("study_models"),
                                                     {"model_ids": [t.model_id for t in trained]}).as_dicts()}
     costs = []
@@ -171,8 +177,33 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
     names = {t.model_id: t.verifier for t in trained}
     for p in processbench:
         p["verifier"] = names.get(p["model_id"], p["model_id"])
+    stage_runs = sorted({*label_run_ids, *run_ids, *pb_runs})
+    times = store.query(internal_sql("study_stage_times"),
+                        {"run_ids": stage_runs, "model_ids": [t.model_id for t in trained]}).as_dicts()
     return StudyReport(study_id, config.selection_n, sorted({t.size for t in trained}), datasets, costs, gold,
-                       processbench)
+                       processbench, times)
+
+
+def beam_rows(verifier: str, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each beam width of one search next to the same verifier's best-of-N (same aggregation) and
+    majority vote at the largest N that generated no more tokens per problem."""
+    searches = [r for r in results if r["method"].startswith("beam")]
+    out = []
+    for search in sorted(searches, key=lambda r: r["n"]):
+        def cheaper(method: str, aggregation: str | None) -> dict[str, Any] | None:
+            rows = [r for r in results if r["method"] == method and r["aggregation"] == aggregation
+                    and r["tokens"] is not None and r["tokens"] <= search["tokens"]]
+            top = max(rows, key=lambda r: r["n"], default=None)
+            return None if top is None else {"n": top["n"], "tokens": top["tokens"], **asdict(_accuracy(top))}
+        out.append({"verifier": verifier, "method": search["method"], "aggregation": search["aggregation"],
+                    "width": search["n"], "tokens": search["tokens"], **asdict(_accuracy(search)),
+                    "best_of_n": cheaper("prm_best_of_n", search["aggregation"]),
+                    "majority": cheaper("majority", None)})
+    return out
+
+
+def _accuracy(r: dict[str, Any]) -> Accuracy:
+    return Accuracy(r["accuracy"], r["ci_low"], r["ci_high"], r["problems"])
 
 
 def judge_bar(rows: Sequence[Row], scaling: Sequence[Row], n: int) -> dict[str, Any]:
@@ -275,6 +306,22 @@ def markdown(report: StudyReport, config: StudyConfig, command: str, wall_s: flo
                         [[_name(r), *(r.by_n[k].cell() if k in r.by_n else "" for k in d.ns),
                           "" if majority is None or n not in r.by_n or r.method == "majority"
                           else f"{r.by_n[n].value - majority.value:+.3f}"] for r in d.rows]) + [""]
+        if d.beam:
+            b0 = d.beam[0]
+            lines += [f"### Beam search guided by {b0['verifier']} (the best step verifier on validation), "
+                      f"answer by {b0['aggregation']}: `{b0['method']}`", "",
+                      "Each beam width B next to best-of-N of the same verifier and majority vote at the largest N "
+                      "that generated no more tokens per problem.", ""]
+
+            def matched(m: dict[str, Any] | None) -> str:
+                if m is None:
+                    return ""
+                return f"N = {m['n']}: {m['value']:.3f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}] at {m['tokens']:.0f}"
+
+            lines += _table(["B", "tokens/problem", "beam accuracy", "best-of-N at no more tokens",
+                             "majority at no more tokens"],
+                            [[b["width"], f"{b['tokens']:.0f}", f"{b['value']:.3f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]",
+                              matched(b["best_of_n"]), matched(b["majority"])] for b in d.beam]) + [""]
         names = list(dict.fromkeys(r.name for r in d.scaling))
         lines += [f"### Data scaling: best-of-N at N = {n} by slice", ""]
         lines += _table(["verifier", *(f"{s} problems" for s in report.sizes)],
@@ -313,6 +360,16 @@ def markdown(report: StudyReport, config: StudyConfig, command: str, wall_s: flo
         lines += _table(["verifier", "samples", "threshold", "error acc", "correct acc", "F1"],
                         [[p["verifier"], p["samples"], _number(p["threshold"]), _number(p["error_accuracy"]),
                           _number(p["correct_accuracy"]), _number(p["f1"])] for p in report.processbench]) + [""]
+    if report.times:
+        lines += ["## Compute time (from the store: adds up across resumed invocations)", ""]
+        rows, total = [], 0.0
+        for stage in ("label", "train", "evaluate", "processbench"):
+            seconds = [t["seconds"] for t in report.times if t["stage"] == stage and t["seconds"] is not None]
+            if seconds:
+                rows.append([stage + (" (training loops)" if stage == "train" else ""), len(seconds),
+                             f"{sum(seconds) / 60:.1f}"])
+                total += sum(seconds)
+        lines += _table(["stage", "runs", "minutes"], [*rows, ["total", "", f"{total / 60:.1f}"]]) + [""]
     for name, file in report.plots.items():
         lines += [f"![{name}]({Path(file).name})", ""]
     return "\n".join(lines)
