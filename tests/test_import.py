@@ -195,6 +195,10 @@ def test_bad_records_are_quarantined_and_the_rest_imported(db_path, tmp_path):
     pb.write_text(json.dumps([{"problem": "q?", "steps": ["a", "b"], "label": 2, "final_answer_correct": False},
                               {"problem": "q?", "steps": ["a", "b"], "label": 0, "final_answer_correct": False}]))
     assert list(_import(db_path, pb, "processbench")["reasons"]) == ["line 1: 'label' is 2, not -1 or a step index in 0..1"]
+    with Store(db_path, read_only=True) as store:  # its line 2: step 1 wrong, step 2 unlabelled: no loss even kept
+        examples, _ = load_examples(store, TrainConfig(db=db_path, labels="imported", after_first_error="keep",
+                                                       datasets=("processbench-pb",)))
+    assert [e.targets for e in examples] == [(0.0, None)]
     # A TRL record with 4 steps but 3 labels.
     trl = tmp_path / "trl.jsonl"
     trl.write_text(json.dumps({"prompt": "q", "completions": ["a", "b", "c", "d"], "labels": [True] * 3}) + "\n")

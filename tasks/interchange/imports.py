@@ -566,6 +566,9 @@ def import_with_progress(store: Store, config: Any, run_id: str | None = None) -
     if not config.path:
         raise DatasetError("no file to import: give its path (prmf import PATH) or `path` in --config")
     path = Path(config.path)
+    if path.exists() and config.format in READERS and store.existing_keys("imports", "import_id", [import_key(
+            config.format, file_sha256(path), config.dataset or default_dataset(config.format, path), config.split)]):
+        return import_file(store, path, config.format, config.dataset, config.split, run_id=run_id)  # says so, stores nothing
     total = count_records(path, config.format, config.split, config.placeholder)
     if config.limit is not None:
         total = min(total, config.limit)
