@@ -2,6 +2,7 @@
 
     prmf label --dataset arith --limit 50 --solutions 4 --rollouts 8
     prmf ingest --dataset jsonl --path problems.jsonl --answer-kind numeric
+    prmf import data/formats/samples_math-shepherd.jsonl --format math-shepherd   # public step labels
     prmf query label_stats            # a saved query from sql/queries/
     prmf query "SELECT count(*) FROM rollouts" --json
     prmf train --kind prm --target he # fine-tune a PRM on the labels, register it in prm_models
@@ -361,6 +362,7 @@ def train(
     lora_r: Annotated[Optional[int], typer.Option(help="train LoRA adapters of this rank instead of every weight (merged on save)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate (default 2e-5)")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="held-out fraction of problems (default 0.15)")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="factory (the store's own labels, default) | imported (prmf import) | both")] = None,
     models_dir: Annotated[Optional[Path], typer.Option(help="checkpoint folder (default $PRMF_MODELS or ./models)")] = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
@@ -380,7 +382,7 @@ def train(
         "epochs": epochs,
         "batch_size": batch_size, "micro_batch_size": micro_batch_size, "precision": precision,
         "gradient_checkpointing": gradient_checkpointing, "lora": {"r": lora_r} if lora_r else None,
-        "lr": lr, "val_fraction": val_fraction,
+        "lr": lr, "val_fraction": val_fraction, "labels": labels,
         "models_dir": str(models_dir) if models_dir else None,
     }, show=show_config)
     try:
@@ -852,6 +854,53 @@ def export(
     console.print(f"{result['solutions']} solutions, {result['steps']} steps ({result['positive_steps']} labelled "
                   f"correct); files under {result['out']}/data" + (", hf/" if result["hf_path"] else "")
                   + "; card: README.md", soft_wrap=True)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Optional[str], typer.Argument(help="the file (JSONL, JSON, Parquet) or `datasets` save_to_disk folder")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="math-shepherd | trl | openrlhf | prm800k | processbench | math-aps | math-aps-tree (default math-shepherd)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="problems.dataset (default: the format's name; processbench: processbench-<file stem>)")] = None,
+    split: Annotated[Optional[str], typer.Option(help="problems.split (default train)")] = None,
+    placeholder: Annotated[Optional[str], typer.Option(help="openrlhf: the step placeholder (default ки)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="import at most this many records (default: all)")] = None,
+    config_file: ConfigOption = None,
+    show_config: ShowConfigOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    db: DbOption = None,
+) -> None:
+    """Import a public step-labelled dataset (the import flow; config: ImportConfig): problems, solutions,
+    steps and their imported step labels; bad records are quarantined with file, line and reason."""
+    from tasks.config import ImportConfig
+    from tasks.store import Store
+
+    config = _config(ImportConfig, config_file, {
+        **_db_overrides(db), "path": path, "format": fmt, "dataset": dataset, "split": split,
+        "placeholder": placeholder, "limit": limit,
+    }, show=show_config)
+    if not config.path:
+        _fail("no file to import: give its path (prmf import PATH) or `path` in --config")
+    try:
+        Store(config.db).close()
+        from flows.import_labels import import_labels
+
+        result = _with_progress(import_labels, config=config)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default, indent=1) + "\n")
+        return
+    if result["already_imported"]:
+        console.print(f"{result['source']}: already imported ({result['import_id']}) into "
+                      f"{result['dataset']} / {result['split']}; nothing stored", soft_wrap=True)
+        return
+    _print_rows(["format", "dataset / split", "read", "imported", "quarantined", "duplicates", "problems", "steps",
+                 "step labels"],
+                [(result["format"], f"{result['dataset']} / {result['split']}", result["read"], result["imported"],
+                  result["quarantined"], result["duplicates"], result["problems"], result["steps"], result["labels"])],
+                f"import {result['import_id']}")
+    for reason in result["reasons"]:
+        console.print(f"quarantined: {result['source']} {reason}", soft_wrap=True)
 
 
 def _print_retrain(retrained: dict[str, Any]) -> None:

@@ -419,6 +419,10 @@ class TrainConfig(_Strict):
     )
     lora: LoraSettings | None = Field(None, description="train LoRA adapters (peft) instead of every weight; "
                                       "the saved checkpoint has them merged")
+    labels: Literal["factory", "imported", "both"] = Field(
+        "factory", description="which step labels to train on: factory (the store's own, from rollouts), imported "
+        "(`prmf import`: public datasets' labels; se falls back to he where a step has no soft value) or both"
+    )
 
     @field_validator("prover")
     @classmethod
@@ -434,6 +438,13 @@ class TrainConfig(_Strict):
     def _micro_batch_divides(self) -> "TrainConfig":
         if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
             raise ValueError(f"micro_batch_size ({self.micro_batch_size}) cannot exceed batch_size ({self.batch_size})")
+        return self
+
+    @model_validator(mode="after")
+    def _imported_labels_have_no_rollouts(self) -> "TrainConfig":
+        if self.labels != "factory" and self.kind == "prm" and self.target in ("pav", "gold"):
+            raise ValueError(f"target {self.target} needs the factory's own data (rollouts or gold steps); "
+                             f"labels {self.labels!r} takes he or se")
         return self
 
     @model_validator(mode="after")
@@ -805,3 +816,17 @@ class IngestConfig(_Strict):
 
     db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
     dataset: DatasetSettings = Field(default_factory=lambda: DatasetSettings(limit=1_000_000))
+
+
+class ImportConfig(_Strict):
+    """Importing a public step-labelled dataset (``prmf import``; tasks/interchange/imports.py)."""
+
+    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    path: str | None = Field(None, description="the file (JSONL, JSON, Parquet) or `datasets` save_to_disk folder")
+    format: Literal["math-shepherd", "trl", "openrlhf", "prm800k", "processbench", "math-aps", "math-aps-tree"] = Field(
+        "math-shepherd", description="the file's format (see README, Importing public labelled data)")
+    dataset: str | None = Field(None, description="problems.dataset (default: the format's name; processbench: "
+                                "processbench-<file stem>)")
+    split: str = Field("train", description="problems.split (trl from a DatasetDict folder: also the split read)")
+    placeholder: str | None = Field(None, description="openrlhf: the step placeholder token (default ки)")
+    limit: int | None = Field(None, ge=1, description="import at most this many records (default: all)")

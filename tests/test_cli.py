@@ -148,6 +148,8 @@ COMMANDS = {  # command -> (its configuration model, a config file, flags, the d
     "processbench": ("ProcessBenchConfig", {"split": "math", "limit": 10}, ["--limit", "4"], {"limit": 4}),
     "score": ("ScoreConfig", {"batch_size": 2}, ["--step-format", "paragraph"], {"step_format": "paragraph"}),
     "ingest": ("IngestConfig", {"dataset": {"name": "math500", "limit": 3}}, ["--limit", "2"], {"dataset.limit": 2}),
+    "import": ("ImportConfig", {"path": "labels.jsonl", "format": "trl", "dataset": "mine"}, ["--split", "test", "--limit", "3"],
+               {"split": "test", "limit": 3}),
     "factory": ("FactoryConfig", {"train": {"epochs": 5}, "label": {"dataset": {"name": "gsm8k", "split": "train"}}},
                 ["--limit", "3", "--epochs", "1", "--confidence", "0.9", "--eval-limit", "6"],
                 {"label.dataset.limit": 3, "train.epochs": 1, "promotion_confidence": 0.9,

@@ -40,7 +40,7 @@ def test_a_store_made_by_schema_5_opens_and_keeps_every_row(tmp_path):
     kept = {"problems": 5, "solutions": 6, "steps": 18, "work_units": 12, "rollouts": 48, "runs": 1,
             "retrain_triggers": 1, "eval_pools": 1, "eval_candidates": 2, "prm_models": 1}
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 12
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 13
         assert {t: store.scalar(f"SELECT count(*) FROM {t}") for t in kept} == kept
         # Later tables and columns exist and start empty; prm_models (rebuilt by 010) takes implicit PRMs.
         assert [store.scalar(f"SELECT count(*) FROM {t}") for t in ("searches", "search_nodes", "search_results")] == [0] * 3
@@ -75,7 +75,7 @@ def test_a_store_made_by_the_previous_version_opens_and_keeps_every_unit_and_est
         rollouts = old.query("SELECT * FROM rollouts ORDER BY rollout_id").rows
         estimates = old.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 12
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 13
         migrated = store.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
         assert [{k: v for k, v in u.items() if k not in ("round", "n")} for u in migrated] == units
         assert {(u["round"], u["n"] == u["budget"]) for u in migrated} == {(0, True)}

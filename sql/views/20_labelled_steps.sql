@@ -2,7 +2,9 @@
 -- an estimate). Estimates from several evaluations of one prefix (other completers, budgets or
 -- strategies) are pooled; a step with rollouts takes HE and SE from them, a step with inferred
 -- labels only (`inferred`) takes HE from them and has no SE. Its row count outside test splits
--- is the factory's measure of data growth.
+-- is the factory's measure of data growth. Imported solutions (prmf import, generator
+-- `import:<format>`) are never in it: their labels are no factory estimates (a one-step imported
+-- solution would otherwise be complete through its final answer alone).
 CREATE OR REPLACE VIEW labelled_steps AS
 WITH est AS (
     SELECT solution_id, step_index,
@@ -14,6 +16,7 @@ WITH est AS (
 ), complete AS (
     SELECT s.solution_id
     FROM solutions s JOIN est e USING (solution_id)
+    WHERE s.generator_model NOT LIKE 'import:%'
     GROUP BY s.solution_id, s.num_steps
     HAVING count(*) = s.num_steps
 )

@@ -15,6 +15,10 @@ apply (a wrong step's low reward is its label), and an inferred step has no valu
 evaluations the one giving the most steps a reward is used (ties: smallest completer, sampling,
 budget); a solution with no rewarded step under it is left out.
 
+Imported labels (``prmf import``, ``config.labels`` imported or both) come in the same columns
+(``sql/internal/import_training_steps.sql``): he and se as the source gives them (se falls back to
+he), the solution's correctness as its source says; a step its source left unlabelled carries no loss.
+
 Data hygiene. Train/validation is split by problem, never by step. Evaluation problems are
 never trained on: any problem of a test or validation split or of MATH500, any problem whose
 question text matches a GSM8K-test, MATH500, ProcessBench, arith-test or arith-validation question
@@ -86,8 +90,24 @@ def training_slice(store: Store, config: TrainConfig) -> frozenset[str] | None:
 
 
 def wanted_row(row: dict[str, Any], config: TrainConfig, allowed: frozenset[str] | None) -> bool:
-    """A training row of the configured datasets and slice."""
+    """A training row of the configured datasets, slice and labels (factory, imported or both)."""
+    imported = bool(row.get("imported"))
+    if (imported and config.labels == "factory") or (not imported and config.labels == "imported"):
+        return False
     return (not config.datasets or row["dataset"] in config.datasets) and (allowed is None or row["problem_id"] in allowed)
+
+
+def training_rows(store: Store, config: TrainConfig) -> list[dict[str, Any]]:
+    """The step rows a PRM or ORM trains on: the factory's labels (``labelled_steps``), the imported
+    ones (``prmf import``), or both (``config.labels``); the oracle's gold steps for target gold."""
+    if config.kind == "prm" and config.target == "gold":
+        return store.query(internal_sql("gold_training_steps")).as_dicts()
+    rows: list[dict[str, Any]] = []
+    if config.labels in ("factory", "both"):
+        rows += store.query(internal_sql("training_steps")).as_dicts()
+    if config.labels in ("imported", "both"):
+        rows += store.query(internal_sql("import_training_steps")).as_dicts()
+    return rows
 
 
 def is_eval_problem(dataset: str, split: str, question: str, pooled: frozenset[str] = frozenset()) -> bool:
@@ -115,8 +135,7 @@ def load_examples(store: Store, config: TrainConfig) -> tuple[list[Example], int
 def load_training_data(store: Store, config: TrainConfig) -> TrainingData:
     """:func:`load_examples` with what the targets were computed from."""
     pooled = evaluation_pool_questions(store)
-    oracle = config.kind == "prm" and config.target == "gold"
-    rows = store.query(internal_sql("gold_training_steps" if oracle else "training_steps")).as_dicts()
+    rows = training_rows(store, config)
     allowed = training_slice(store, config)
     by_solution: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -186,6 +205,9 @@ def step_targets(steps: list[dict[str, Any]], config: TrainConfig) -> tuple[floa
     for s in steps:
         if seen_error and config.after_first_error == "drop":
             targets.append(None)
+            continue
+        if config.target != "gold" and s["he"] is None:
+            targets.append(None)  # an imported step its source left unlabelled (ProcessBench after the error)
             continue
         inferred = bool(s.get("inferred"))  # (gold rows have no such column: never inferred)
         if inferred and config.inferred_labels == "exclude":
