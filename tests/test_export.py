@@ -99,6 +99,42 @@ def test_openrlhf_export_holds_one_placeholder_token_per_label(prefect_harness, 
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.engine
+@pytest.mark.parametrize("fmt", ["trl", "math-shepherd", "openrlhf"])
+def test_export_then_import_gives_back_the_same_steps_and_labels(prefect_harness, labelled_db, tmp_path, fmt):
+    from flows.import_labels import import_labels
+    from tasks.config import ImportConfig
+
+    expected: dict[tuple, tuple[list, list]] = {}
+    with Store(labelled_db, read_only=True) as store:
+        for solution, question, text, he, se in store.query(
+                "SELECT solution_id, question, text, he, se FROM labelled_steps WHERE split <> 'test' "
+                "ORDER BY solution_id, step_index").rows:
+            expected.setdefault(solution, (question, [], [], []))
+            for values, value in zip(expected[solution][1:], (text, he, se)):
+                values.append(value)
+    expected = {(q, tuple(steps)): (he, se) for q, steps, he, se in expected.values()}
+    placeholder = {"placeholder": PLACEHOLDER} if fmt == "openrlhf" else {}
+    ext = "parquet" if fmt == "trl" else "jsonl"
+    export(config=ExportConfig(db=labelled_db, out=tmp_path / "out", format=fmt, outputs=(ext,), **placeholder))
+    db = tmp_path / "imported.duckdb"
+    for path in sorted((tmp_path / "out" / "data").glob(f"*.{ext}")):
+        import_labels(config=ImportConfig(db=db, path=str(path), format=fmt, **placeholder))
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM quarantine") == 0
+        rows = store.query(
+            "SELECT p.question, list(st.text ORDER BY st.step_index), list(l.he ORDER BY l.step_index), "
+            "list(l.se ORDER BY l.step_index) FROM imported_step_labels l "
+            "JOIN steps st USING (solution_id, step_index) JOIN solutions s ON s.solution_id = l.solution_id "
+            "JOIN problems p USING (problem_id) GROUP BY p.question, l.solution_id").rows
+    got = {(q, tuple(steps)): (he, se) for q, steps, he, se in rows}
+    assert set(got) == set(expected)
+    for key, (he, se) in expected.items():
+        assert got[key][0] == he
+        if fmt == "trl":  # the only one of the three formats that carries the soft value too
+            assert got[key][1] == pytest.approx(se)
+
+
 def seeded(tmp_path, problems: int = 3):
     """Problems labelled by construction: per problem a right solution (every step correct, SE 0.5
     on its rolled-out prefixes: 2 of 4 rollouts correct, SE 1 on the final step) and a wrong one
