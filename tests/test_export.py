@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import datasets
 import pyarrow.parquet as pq
@@ -212,7 +210,10 @@ def test_export_streams_into_shards_and_never_overwrites(prefect_harness, tmp_pa
     assert len(datasets.load_from_disk(str(out / "hf"))["train"]) == result["rows"] == 6
     # A second export to the same folder is refused through the CLI, naming the folder; nothing changes.
     before = sorted(p.name for p in out.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "export", str(out), "--db", str(db)],
-                          capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(tmp_path / "p")})
-    assert proc.returncode == 2 and f"{out} exists and is not an empty folder" in proc.stderr
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    refused = CliRunner().invoke(app, ["export", str(out), "--db", str(db)])
+    assert refused.exit_code == 2 and f"{out} exists and is not an empty folder" in refused.output.replace("\n", "")
     assert sorted(p.name for p in out.rglob("*")) == before

@@ -32,7 +32,7 @@ SECRET = "sk-prmf-" + os.urandom(8).hex()
 
 def start_label(tmp_path: Path, db: Path, server: VLLMServer, name: str, max_attempts: int) -> subprocess.Popen:
     config = {
-        "dataset": {"name": "arith", "limit": 8}, "solutions": 2, "rollouts": N, "batch_prefixes": 2,
+        "dataset": {"name": "arith", "limit": 5}, "solutions": 2, "rollouts": N, "batch_prefixes": 2,
         "generation": {"temperature": 0.7, "max_tokens": 64}, "rollout": {"temperature": 0.7, "max_tokens": 24},
         "generator": {"backend": "openai", "base_urls": [server.url], "served_model_name": server.model,
                       "max_attempts": max_attempts, "retry_max_wait_s": 10},
@@ -105,7 +105,7 @@ def test_server_killed_mid_run_fails_clearly_then_resumes_and_rides_out_a_restar
         )
         per_unit = {n for (n,) in store.query("SELECT count(*) FROM rollouts GROUP BY unit_id").rows}
         statuses = [r[0] for r in store.query("SELECT status FROM runs ORDER BY started_at").rows]
-        assert store.scalar("SELECT count(*) FROM generations") == 8
+        assert store.scalar("SELECT count(*) FROM generations") == 5
         dumped = [str(store.query(f"SELECT * FROM {t}").rows)
                   for (t,) in store.query("SELECT table_name FROM information_schema.tables").rows]
     assert units == wanted and per_unit == {N}
