@@ -276,7 +276,7 @@ def export_dataset(store: Store, config: ExportConfig, command: str = "prmf expo
     total = store.scalar(f"SELECT count(*) FROM ({sql.rstrip().rstrip(';')})", params)
     stats: Counter = Counter()
     split_rows: Counter = Counter()
-    solution_ids: list[str] = []
+    id_chunks: list[pa.Array] = []  # the exported ids for the card's provenance, as compact Arrow strings
     kinds = tuple(k for k in ("parquet", "jsonl") if k in config.outputs) or ("parquet",)
     writer = ShardWriter(staging, schema(config), kinds, config.shard_rows)
     try:
@@ -284,7 +284,7 @@ def export_dataset(store: Store, config: ExportConfig, command: str = "prmf expo
             def rows() -> Iterator[dict[str, Any]]:
                 for batch in store.stream(sql, params, rows_per_batch=min(config.shard_rows, 10_000)):
                     yield from batch
-                    solution_ids.extend(r["solution_id"] for r in batch)
+                    id_chunks.append(pa.array([r["solution_id"] for r in batch], pa.string()))
                     advance(len(batch))
 
             for split, record in encode_rows(rows(), config, stats, check):
@@ -300,7 +300,8 @@ def export_dataset(store: Store, config: ExportConfig, command: str = "prmf expo
                 for path in split_files.pop("parquet", []):
                     path.unlink()
         provenance = store.query(internal_sql("export_provenance"),
-                                 tables={"export_ids": pa.table({"solution_id": solution_ids})}).as_dicts()
+                                 tables={"export_ids": pa.table({"solution_id": pa.chunked_array(
+                                     id_chunks, pa.string())})}).as_dicts()
         summary = ExportSummary(
             str(out), config.format, config.label, stats["rows"], stats["solutions"], stats["steps"],
             stats["positive_steps"], dict(split_rows),
