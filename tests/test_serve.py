@@ -157,7 +157,7 @@ def test_serve_sets_up_pool_deployments_and_worker(served):
     pool = served.api.get("/work_pools/prmf").raise_for_status().json()
     assert pool["concurrency_limit"] == 1 and pool["status"] == "READY"  # no GPU here: one run at a time
     names = {d["name"] for d in served.api.post("/deployments/filter", json={}).raise_for_status().json()}
-    assert names == {"label", "evaluate", "retrain", "factory", "study"}
+    assert names == {"label", "evaluate", "retrain", "factory", "study", "export"}
     automations = served.api.post("/automations/filter", json={}).raise_for_status().json()
     assert [a["name"] for a in automations] == ["retrain-on-growth"]
     # Serving again changes nothing that runs and duplicates nothing.
