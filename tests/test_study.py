@@ -242,3 +242,16 @@ def test_choose_aggregation_and_the_bar_on_hand_made_numbers():
     not_met = judge_bar([majority, close], [row("prm-he", "prm_best_of_n", 0.7, 0.5, 0.8, size=1), close], 8)
     assert not_met["met"] is False and "+0.150 over majority" in not_met["text"]
     assert "prm-he with more data: 1 problems 0.700, 3 problems 0.750" in not_met["text"]
+
+
+def test_stage_keys_of_the_default_study_stay_put(tmp_path):
+    """A stage key is how a rerun finds a finished stage: a new setting must not change the keys
+    of stages recorded before it existed (tasks.study._ADDED_AT_DEFAULT). These are the keys the
+    measured default study (README) recorded; a change that moves them makes every stored study
+    start over, so it must be a decision, not an accident."""
+    from tasks.study import eval_key, label_key, train_key
+
+    config = StudyConfig(db=tmp_path / "s.duckdb")
+    assert label_key(config, 80) == "7f58d62a06f84d3e"
+    assert train_key(config, 80, "implicit") == "81f282cda7549d75"
+    assert eval_key(config, "m1", "m2") == "1868d08a9201d64a"

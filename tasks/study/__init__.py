@@ -34,9 +34,15 @@ _IGNORED = {"db", "models_dir", "plot", "retrain_threshold_steps", "batch_prefix
             "score_batch_size", "score_batch_tokens"}
 
 
+#: Settings added after studies had recorded stages, at the value that behaves as before: a stage
+#: key leaves them out at that value, so stages recorded before they existed are still found.
+_ADDED_AT_DEFAULT = {"labels": "factory"}
+
+
 def _settings(config: Any) -> dict[str, Any]:
     data = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
-    return {k: v for k, v in data.items() if k not in _IGNORED}
+    return {k: v for k, v in data.items()
+            if k not in _IGNORED and not (k in _ADDED_AT_DEFAULT and v == _ADDED_AT_DEFAULT[k])}
 
 
 def stage_key(stage: str, settings: dict[str, Any]) -> str:
