@@ -1201,6 +1201,27 @@ def _bench_verifiers(kind: str, variants: str, model_config: Path | None, sample
     )
 
 
+@bench_app.command("export")
+def bench_export(
+    problems: Annotated[int, typer.Option(help="synthetic problems")] = 20_000,
+    solutions: Annotated[int, typer.Option(help="solutions per problem")] = 10,
+    steps: Annotated[int, typer.Option(help="steps per solution")] = 5,
+    rollouts: Annotated[int, typer.Option(help="rollouts per step prefix")] = 2,
+    workdir: Annotated[Path, typer.Option(help="where the synthetic store and the exports are written")] = Path("bench-export"),
+) -> None:
+    """prmf export streamed vs the whole result in memory, on a synthetic store: seconds, steps/s, peak RSS."""
+    from tasks.bench_export import compare
+
+    report = compare(workdir, problems, solutions, steps, rollouts)
+    base = report["results"][0]
+    _print_rows(["variant", "rows", "steps", "seconds", "steps/s", "peak RSS (MB)", "RSS vs in-memory"],
+                [(r["variant"], r["rows"], r["steps"], f"{r['seconds']:.1f}", f"{r['steps_per_s']:.0f}",
+                  f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x")
+                 for r in report["results"]],
+                f"prmf bench export: {report['store']['solutions']} solutions, {report['store']['steps']} steps, "
+                f"{report['store']['rollouts']} rollouts (store built in {report['build_s']:.0f} s)")
+
+
 @bench_app.command("label")
 def bench_label(
     strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop,binary_search+reuse,binary_search+early_stop+reuse",

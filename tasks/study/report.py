@@ -390,12 +390,13 @@ def plot_report(report: StudyReport, folder: Path) -> dict[str, Path]:
     cost = {(c["verifier"], c["size"]): c["total_tokens"] for c in report.costs}
     paths = {"accuracy vs N": folder / "accuracy-vs-n.png", "accuracy vs cost": folder / "accuracy-vs-cost.png"}
     fig, axes = plt.subplots(1, len(report.datasets), figsize=(6 * len(report.datasets), 4.2), squeeze=False)
+    colors = plt.get_cmap("tab20").colors  # a study plots up to ~14 lines: no colour may repeat
     for ax, d in zip(axes[0], report.datasets):
-        for r in d.rows:
+        for i, r in enumerate(d.rows):
             ns = sorted(r.by_n)
             values = [r.by_n[k].value for k in ns]
             err = [[r.by_n[k].value - r.by_n[k].ci_low for k in ns], [r.by_n[k].ci_high - r.by_n[k].value for k in ns]]
-            ax.errorbar(ns, values, yerr=err, marker="o", capsize=2, label=_name(r),
+            ax.errorbar(ns, values, yerr=err, marker="o", capsize=2, label=_name(r), color=colors[i % len(colors)],
                         linestyle="--" if r.size is None else "-")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("N (candidates)")

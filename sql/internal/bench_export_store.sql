@@ -1,0 +1,43 @@
+-- prmf bench export: a synthetic labelled store (tasks/bench_export.py). Variables (SET VARIABLE):
+-- bench_problems, bench_solutions (per problem), bench_steps (per solution), bench_rollouts (per
+-- prefix). Every non-final step prefix is rolled out; rollout r of a unit is correct when
+-- hash(unit) + r is even, so labels vary. One statement per table, separated by ";" at a line end.
+INSERT INTO problems BY NAME
+SELECT 'bp' || i AS problem_id, 'bench' AS dataset, 'train' AS split, 'bench' AS source, i + 1 AS source_row,
+       'Bench question ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?' AS question,
+       (i + i % 7)::VARCHAR AS gold_answer, 'numeric' AS answer_kind, '{}' AS meta
+FROM range(getvariable('bench_problems')) t(i);
+
+INSERT INTO generations BY NAME
+SELECT 'bg' || i AS generation_id, 'bp' || i AS problem_id, 'bench-generator' AS generator_model, '{}' AS params,
+       getvariable('bench_solutions') AS n, 100 AS num_tokens, 'bench' AS run_id
+FROM range(getvariable('bench_problems')) t(i);
+
+INSERT INTO solutions BY NAME
+SELECT 'bs' || i || '.' || j AS solution_id, 'bp' || i AS problem_id, 'bg' || i AS generation_id,
+       'bench-generator' AS generator_model, 'solution text ' || i || '.' || j AS text, NULL AS final_answer,
+       (i + j) % 2 = 0 AS correct, 'ok' AS grade_status, 50 AS num_tokens, getvariable('bench_steps') AS num_steps,
+       'bench' AS run_id
+FROM range(getvariable('bench_problems')) t(i), range(getvariable('bench_solutions')) u(j);
+
+INSERT INTO steps BY NAME
+SELECT s.solution_id, k AS step_index,
+       'Step ' || k || ' of solution ' || s.solution_id || ': ' || repeat('x + 1 = y; ', 4) AS text,
+       s.solution_id || ':' || k AS prefix_hash, NULL::BOOLEAN AS gold
+FROM solutions s, range(1, getvariable('bench_steps') + 1) t(k)
+WHERE s.generator_model = 'bench-generator';
+
+INSERT INTO work_units BY NAME
+SELECT 'bu' || st.solution_id || ':' || st.step_index AS unit_id, s.problem_id, st.prefix_hash,
+       'bench-completer' AS completer_model, '{}' AS params, 'math_shepherd' AS strategy,
+       getvariable('bench_rollouts') AS budget, st.solution_id, st.step_index, 'bench' AS run_id, 0 AS round,
+       getvariable('bench_rollouts') AS n
+FROM steps st JOIN solutions s USING (solution_id)
+WHERE s.generator_model = 'bench-generator' AND st.step_index < s.num_steps;
+
+INSERT INTO rollouts BY NAME
+SELECT u.unit_id || ':' || r AS rollout_id, u.unit_id, r AS sample_index, u.solution_id, u.step_index,
+       'rollout' AS text, NULL AS answer, (hash(u.unit_id) + r) % 2 = 0 AS correct, 'ok' AS grade_status,
+       20 AS num_tokens, 'bench' AS run_id
+FROM work_units u, range(getvariable('bench_rollouts')) t(r)
+WHERE u.completer_model = 'bench-completer';
