@@ -91,17 +91,8 @@ def _from_labelled(solution: LabelledSolution, meta: dict | None = None) -> Impo
 
 
 def _decoded(rows: Iterator[tuple[int, str, Any]], decode: Callable[[dict], ImportedSolution]) -> Iterator[Item]:
-    for line, raw, obj in rows:
-        if isinstance(obj, _RowError):
-            yield line, str(obj), raw
-            continue
-        if not isinstance(obj, dict):
-            yield line, f"expected a JSON object, got {type(obj).__name__}", raw
-            continue
-        try:
-            yield line, decode(obj), raw
-        except FormatError as exc:
-            yield line, str(exc), raw
+    """Formats with one solution per record."""
+    return _expanded(rows, lambda obj: [decode(obj)])
 
 
 def _dump(obj: Any) -> str:
