@@ -36,11 +36,7 @@ def build_store(db: Path, problems: int, solutions: int, steps: int, rollouts: i
         for name, value in (("bench_problems", problems), ("bench_solutions", solutions), ("bench_steps", steps),
                             ("bench_rollouts", rollouts)):
             store.con.execute(f"SET VARIABLE {name} = {int(value)}")
-        script = internal_sql("bench_export_store")
-        body = "\n".join(line for line in script.splitlines() if not line.startswith("--"))
-        for statement in (s.strip() for s in body.split(";\n")):
-            if statement:
-                store.con.execute(statement)
+        store.con.execute(internal_sql("bench_export_store"))  # several statements, run as migrations are
         return {t: store.scalar(f"SELECT count(*) FROM {t}") for t in ("solutions", "steps", "rollouts")}
 
 

@@ -1,7 +1,7 @@
 -- prmf bench export: a synthetic labelled store (tasks/bench_export.py). Variables (SET VARIABLE):
 -- bench_problems, bench_solutions (per problem), bench_steps (per solution), bench_rollouts (per
 -- prefix). Every non-final step prefix is rolled out; rollout r of a unit is correct when
--- hash(unit) + r is even, so labels vary. One statement per table, separated by ";" at a line end.
+-- hash(unit) + r is even, so labels vary. One INSERT per table.
 INSERT INTO problems BY NAME
 SELECT 'bp' || i AS problem_id, 'bench' AS dataset, 'train' AS split, 'bench' AS source, i + 1 AS source_row,
        'Bench question ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?' AS question,

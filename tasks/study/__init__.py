@@ -102,7 +102,7 @@ def choose_beam_verifier(store: Store, config: StudyConfig, trained: list[Any]) 
     """The largest slice's step verifier that guides the beam search, with its aggregation: the
     configured one, or (``best``) the one whose best-of-N at ``selection_n`` is highest on the
     validation pools (mean over them; ties: the first in ``verifiers``). None: no beam search."""
-    from tasks.study.report import choose_aggregation
+    from tasks.study.report import choose_aggregation, validation_means
 
     largest = max(t.size for t in trained)
     steps = [t for t in trained if t.size == largest and t.verifier != "orm"]
@@ -116,10 +116,7 @@ def choose_beam_verifier(store: Store, config: StudyConfig, trained: list[Any]) 
         how = choose_aggregation(validation, "prm_best_of_n", config.selection_n)
         if how is None:
             continue
-        chosen = [r for r in validation if r["method"] == "prm_best_of_n" and r["aggregation"] == how
-                  and r["n"] <= config.selection_n]
-        top = max(r["n"] for r in chosen)
-        accuracy = sum(r["accuracy"] for r in chosen if r["n"] == top) / sum(1 for r in chosen if r["n"] == top)
+        accuracy = validation_means(validation, "prm_best_of_n", config.selection_n)[how]
         scored.append((accuracy, -config.verifiers.index(t.verifier), t, how))
     if config.beam_verifier != "best":
         scored = [s for s in scored if s[2].verifier == config.beam_verifier]

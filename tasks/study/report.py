@@ -92,17 +92,23 @@ class StudyReport:
     plots: dict[str, str] = field(default_factory=dict)  # name -> file
 
 
-def choose_aggregation(validation: Sequence[dict[str, Any]], method: str, n: int) -> str | None:
-    """The aggregation with the best mean validation accuracy of ``method`` at the largest N <= ``n``."""
+def validation_means(validation: Sequence[dict[str, Any]], method: str, n: int) -> dict[str, float]:
+    """Per aggregation, the mean validation accuracy of ``method`` at the largest N <= ``n``."""
     rows = [r for r in validation if r["method"] == method and r["n"] <= n]
     if not rows:
-        return None
+        return {}
     top = max(r["n"] for r in rows)
     means = {}
     for how in AGGREGATIONS:
         values = [r["accuracy"] for r in rows if r["n"] == top and r["aggregation"] == how]
         if values:
             means[how] = sum(values) / len(values)
+    return means
+
+
+def choose_aggregation(validation: Sequence[dict[str, Any]], method: str, n: int) -> str | None:
+    """The aggregation with the best mean validation accuracy of ``method`` at the largest N <= ``n``."""
+    means = validation_means(validation, method, n)
     return max(means, key=lambda how: (means[how], -AGGREGATIONS.index(how))) if means else None
 
 
