@@ -63,6 +63,9 @@ from tasks.config import LabelConfig  # noqa: E402
 
 _D = LabelConfig()  # defaults shown in --help come from the one configuration model
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
+ImplicitVerifierOption = Annotated[Optional[bool], typer.Option(
+    "--implicit/--no-implicit", help="also train an implicit PRM (solution correctness only, no step labels) and "
+    "decide its promotion against the promoted implicit PRM (default: config train_implicit, off)")]
 StepFormatOption = Annotated[Optional[str], typer.Option(
     "--step-format", help="line | paragraph | marker: how solutions split into steps (default line)")]
 StrategyOption = Annotated[Optional[str], typer.Option(
@@ -637,6 +640,7 @@ def factory(
     strategy: StrategyOption = None,
     threshold: Annotated[Optional[int], typer.Option(help="retrain when this many new labelled steps arrived (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    implicit: ImplicitVerifierOption = None,
     eval_limit: EvalLimitOption = None,
     validation_limit: ValidationLimitOption = None,
     n_max: NMaxOption = None,
@@ -654,6 +658,7 @@ def factory(
         "label.retrain_threshold_steps": threshold, "label.dataset.name": dataset, "label.dataset.limit": limit,
         "label.dataset.select": select, "label.solutions": solutions, "label.rollouts": rollouts,
         "label.strategy": strategy, "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
+        "train_implicit": implicit,
     }, eval_limit, validation_limit, show_config)
     result = _run_factory_flow(factory_flow, config)
     if as_json:
@@ -689,6 +694,7 @@ def _run_factory_flow(flow_fn, config) -> dict[str, Any]:
 def retrain(
     target: Annotated[Optional[str], typer.Option(help="PRM target: he | se (default he)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    implicit: ImplicitVerifierOption = None,
     eval_limit: EvalLimitOption = None,
     validation_limit: ValidationLimitOption = None,
     n_max: NMaxOption = None,
@@ -698,12 +704,14 @@ def retrain(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     db: DbOption = None,
 ) -> None:
-    """Train a PRM and an ORM, evaluate them, promote those that beat the promoted ones on validation
-    (the retrain flow; config: FactoryConfig, the same a growth-triggered retrain receives)."""
+    """Train a PRM and an ORM (and with --implicit an implicit PRM), evaluate them, promote those that beat the
+    promoted ones on validation (the retrain flow; config: FactoryConfig, the same a growth-triggered retrain
+    receives)."""
     from flows.retrain import retrain as retrain_flow
 
     config = _factory_config(config_file, db, {
         "train.target": target, "train.epochs": epochs, "eval.n_max": n_max, "promotion_confidence": confidence,
+        "train_implicit": implicit,
     }, eval_limit, validation_limit, show_config)
     result = _run_factory_flow(retrain_flow, config)
     if as_json:
@@ -905,6 +913,8 @@ def import_command(
 
 def _print_retrain(retrained: dict[str, Any]) -> None:
     _print_evaluations(retrained["evaluation"]["evaluations"])
+    if retrained.get("implicit_evaluation"):
+        _print_evaluations(retrained["implicit_evaluation"]["evaluations"])
     _print_rows(["kind", "new model", "vs", "N", "validation problems", "new acc", "baseline acc", "gain",
                  "one-sided bound", "promoted?"],
                 [(d.kind, d.candidate, d.baseline, d.n, d.problems, d.candidate_accuracy, d.baseline_accuracy,

@@ -615,8 +615,13 @@ class FactoryConfig(_Strict):
         "which starts the retrain deployment from the label run's event",
     )
     train_orm: bool = Field(True, description="train an ORM baseline next to each PRM")
+    train_implicit: bool = Field(
+        False,
+        description="also train an implicit PRM (train.kind implicit: solution correctness only, no step labels; "
+        "eval.implicit_readout reads it) and decide its promotion against the promoted implicit PRM the same way",
+    )
     selection_aggregation: Literal["min", "last", "prod", "mean"] = Field(
-        "min", description="PRM promotion metric: prm_best_of_n with this aggregation at N = n_max"
+        "min", description="PRM (and implicit PRM) promotion metric: prm_best_of_n with this aggregation at N = n_max"
     )
     promotion_confidence: float = Field(
         0.95, gt=0.5, lt=1,

@@ -2,7 +2,8 @@
 
 Evidence. On the validation pools (problems held out of training, never a test split) both
 models select one candidate per problem at N = N_max from the same stored candidates --
-``prm_best_of_n`` with the configured step aggregation for a PRM, ``orm_best_of_n`` for an ORM --
+``prm_best_of_n`` with the configured step aggregation for a PRM or an implicit PRM (read as
+``eval.implicit_readout``), ``orm_best_of_n`` for an ORM --
 and a paired bootstrap over problems (:func:`tasks.diagnostics.paired_bootstrap`) compares them.
 A new model is promoted when the one-sided lower bound of its gain, at ``promotion_confidence``,
 is above zero. The baseline is the promoted model of its kind; a first model must beat majority
@@ -54,26 +55,30 @@ class Decision:
 
 
 def _method(kind: str) -> str:
-    return "prm_best_of_n" if kind == "prm" else "orm_best_of_n"
+    return "orm_best_of_n" if kind == "orm" else "prm_best_of_n"  # prm and implicit score steps
 
 
 def validation_outcomes(store: Store, pools: Sequence[Pool], model_id: str | None, kind: str, n_max_ns: Sequence[int],
-                        aggregation: str, seed: int, scoring: ScoringSettings) -> tuple[list[float], int]:
+                        aggregation: str, seed: int, scoring: ScoringSettings, implicit_readout: str | None = None,
+                        ) -> tuple[list[float], int]:
     """Per-problem selection outcomes over all validation pools, with the N used (each pool's
-    largest usable N; the smallest of those is reported). ``model_id`` None: majority vote."""
+    largest usable N; the smallest of those is reported). ``model_id`` None: majority vote.
+    ``implicit_readout``: how an implicit PRM's stored step rewards are read (ignored for other kinds)."""
     values: list[float] = []
     used_n = []
+    step_scorer = model_id if model_id and kind != "orm" else None
+    readout = implicit_readout if kind == "implicit" else None
     for pool in pools:
         if model_id is not None:
             score_pool(store, pool, get_model(store, model_id), scoring)  # cached: usually nothing to do
-        keys, problems = pool_candidates(store, pool, model_id if kind == "prm" and model_id else None,
-                                         model_id if kind == "orm" and model_id else None)
+        keys, problems = pool_candidates(store, pool, step_scorer, model_id if kind == "orm" and model_id else None,
+                                         readout)
         n = usable_ns(n_max_ns, problems)[-1]
         used_n.append(n)
         if model_id is None:
             values += selection_outcomes(problems, n, keys, "majority", seed=seed)
         else:
-            values += selection_outcomes(problems, n, keys, _method(kind), aggregation if kind == "prm" else None,
+            values += selection_outcomes(problems, n, keys, _method(kind), aggregation if step_scorer else None,
                                          seed=seed)
     return values, min(used_n)
 
@@ -100,13 +105,14 @@ def decide(store: Store, pools: Sequence[Pool], candidate: str, incumbent: str |
     kind = get_model(store, candidate)["kind"]
     baseline = incumbent if incumbent not in (None, candidate) else MAJORITY
     aggregation = config.selection_aggregation
-    args = (kind, config.eval.ns, aggregation, config.eval.seed, scoring_settings(config.eval))
+    args = (kind, config.eval.ns, aggregation, config.eval.seed, scoring_settings(config.eval),
+            config.eval.implicit_readout)
     new, n = validation_outcomes(store, pools, candidate, *args)
     old, _ = validation_outcomes(store, pools, None if baseline == MAJORITY else baseline, *args)
     comparison = paired_bootstrap(new, old, confidence=config.promotion_confidence, seed=config.eval.seed)
     decision = Decision(
         kind=kind, candidate=candidate, baseline=baseline, method=_method(kind),
-        aggregation=aggregation if kind == "prm" else None, n=n, problems=comparison.items,
+        aggregation=aggregation if kind != "orm" else None, n=n, problems=comparison.items,
         candidate_accuracy=comparison.candidate_mean, baseline_accuracy=comparison.baseline_mean,
         difference=comparison.difference, ci_low=comparison.ci_low, ci_high=comparison.ci_high,
         p_better=comparison.p_better, confidence=comparison.confidence, promoted=comparison.better,

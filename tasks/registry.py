@@ -85,4 +85,4 @@ def label_snapshot(store: Store) -> dict[str, Any]:
 def promoted_models_task(db: str) -> dict[str, str]:
     """The promoted model id per kind (kinds with none are absent)."""
     with Store(db) as store:
-        return {kind: row["model_id"] for kind in ("prm", "orm") if (row := promoted_model(store, kind))}
+        return {kind: row["model_id"] for kind in ("prm", "orm", "implicit") if (row := promoted_model(store, kind))}

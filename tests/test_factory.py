@@ -17,9 +17,9 @@ from tasks.store import Store
 pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("prefect_harness")]
 
 
-def tiny_factory(db, models_dir, threshold: int, limit: int) -> FactoryConfig:
+def tiny_factory(db, models_dir, threshold: int, limit: int, implicit: bool = False) -> FactoryConfig:
     return FactoryConfig(
-        db=db,
+        db=db, train_implicit=implicit,
         label={"dataset": {"name": "arith", "limit": limit}, "solutions": 2, "rollouts": 2,
                "retrain_threshold_steps": threshold},
         train={"epochs": 1, "batch_size": 4, "models_dir": models_dir, "val_fraction": 0.25},
@@ -56,10 +56,12 @@ def test_retrains_once_the_threshold_is_reached_and_decides_on_validation(engine
     assert shown["progress-labelled-solutions"] == 100.0 and shown["progress-solutions"] == 100.0
 
     # Iteration 2: the cursor labels the next 4 problems; the threshold is what iteration 1 left: due.
-    second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=4))
+    # An implicit PRM is trained too, evaluated in the PRM slot of a second evaluation of the same pools.
+    second = factory(config=tiny_factory(db_path, tmp_path / "models", threshold=labelled, limit=4, implicit=True))
     assert second["label"]["growth"].run_labelled_steps > 0 and second["growth"].due
     retrained = second["retrain"]
     prm_id, orm_id = retrained["trained"]["prm"]["model_id"], retrained["trained"]["orm"]["model_id"]
+    implicit_id = retrained["trained"]["implicit"]["model_id"]
     decisions = {d.kind: d for d in retrained["decisions"]}
     # Nothing was promoted: each new model is judged against majority vote on the validation pool.
     assert {d.baseline for d in decisions.values()} == {"majority"}
@@ -67,17 +69,23 @@ def test_retrains_once_the_threshold_is_reached_and_decides_on_validation(engine
     [validation] = retrained["evaluation"]["validation_pools"]
     assert validation.split == "validation" and [p.split for p in retrained["evaluation"]["pools"]] == ["test"]
     with Store(db_path) as store:
-        for kind, model_id in (("prm", prm_id), ("orm", orm_id)):
+        for kind, model_id in (("prm", prm_id), ("orm", orm_id), ("implicit", implicit_id)):
             promoted = promoted_model(store, kind)
             assert (promoted is not None and promoted["model_id"] == model_id) == decisions[kind].promoted
+            assert store.scalar("SELECT kind FROM prm_models WHERE model_id = ?", [model_id]) == kind
         stored = store.query("SELECT candidate, baseline, promoted, reason FROM promotion_decisions "
                              "WHERE run_id = ? ORDER BY kind", [retrained["run_id"]]).rows
-        assert stored == [(d.candidate, d.baseline, d.promoted, d.reason) for d in (decisions["orm"], decisions["prm"])]
+        assert stored == [(d.candidate, d.baseline, d.promoted, d.reason)
+                          for d in (decisions["implicit"], decisions["orm"], decisions["prm"])]
+        assert decisions["implicit"].method == "prm_best_of_n" and decisions["implicit"].aggregation == "min"
         diagnostics = store.query("SELECT split, model_id, aggregation FROM eval_diagnostics WHERE run_id = ?",
                                   [retrained["evaluation"]["run_id"]]).rows
         # Both scorers diagnosed on both pools: the PRM once per aggregation, the ORM once.
         assert sorted(diagnostics) == sorted((split, m, a) for split in ("test", "validation")
                                              for m, a in [(orm_id, None), *((prm_id, g) for g in ("min", "last", "prod", "mean"))])
+        implicit_run = retrained["implicit_evaluation"]["run_id"]
+        assert {r[0] for r in store.query("SELECT DISTINCT model_id FROM eval_diagnostics WHERE run_id = ?",
+                                          [implicit_run]).rows} == {implicit_id}
 
         # Lineage: every flow run has its runs row, subflows name their parent, products point to runs.
         runs = {r[0]: r[1:] for r in store.query(
@@ -87,11 +95,12 @@ def test_retrains_once_the_threshold_is_reached_and_decides_on_validation(engine
         assert runs[second["label"]["run_id"]][:3] == ("label", second["run_id"], "completed")
         assert runs[retrained["run_id"]][:3] == ("retrain", second["run_id"], "completed")
         assert runs[evaluate_id][:3] == ("evaluate", retrained["run_id"], "completed")
+        assert runs[implicit_run][:3] == ("evaluate", retrained["run_id"], "completed")
         assert all(r[3] for r in runs.values())  # a code version on every row
         assert FactoryConfig.model_validate(json.loads(runs[second["run_id"]][4])) == tiny_factory(
-            db_path, tmp_path / "models", threshold=labelled, limit=4)
+            db_path, tmp_path / "models", threshold=labelled, limit=4, implicit=True)
         assert {r[0] for r in store.query("SELECT run_id FROM prm_models").rows} == {retrained["run_id"]}
-        assert {r[0] for r in store.query("SELECT DISTINCT run_id FROM eval_results").rows} == {evaluate_id}
+        assert {r[0] for r in store.query("SELECT DISTINCT run_id FROM eval_results").rows} == {evaluate_id, implicit_run}
         assert {r[0] for r in store.query("SELECT DISTINCT run_id FROM eval_pools").rows} == {evaluate_id}
     keys = set(asyncio.run(artifacts(retrained["run_id"])))
     assert {"training", "promotion", "eval-arith-test", "eval-arith-validation", "scorers-arith-validation",

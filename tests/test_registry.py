@@ -146,6 +146,37 @@ def test_promotion_needs_a_paired_win_on_validation(store, trained_models, tmp_p
     assert json.loads(rows[0][5]) == [pool.pool_id]
 
 
+def test_an_implicit_prm_is_judged_on_its_configured_readout_and_promoted_in_its_own_slot(store, trained_models, tmp_path):
+    # Majority vote is wrong on every problem (two agreeing wrong candidates, one right one).
+    pool_file = tmp_path / "validation.jsonl"
+    pool_file.write_text("\n".join(json.dumps({
+        "question": f"What is {a} + 7?", "answer": str(a + 7), "correct": [False, False, True],
+        "responses": [f"{a} + 7 = {a + 8}\nThe answer is {a + 8}.", f"{a} + 7 = {a + 8}\nThe answer is {a + 8}.",
+                      f"{a} + 7 = {a + 7}\nThe answer is {a + 7}."]}) for a in range(10)) + "\n")
+    config = FactoryConfig(db=store.path, eval={"n_max": 3, "implicit_readout": "cumulative"}, promotion_confidence=0.95)
+    pool = import_external_pool(store, pool_file, config.eval, "test")
+    promote(store, trained_models["prm"].model_id)
+    store.query("INSERT INTO prm_models BY NAME SELECT * REPLACE ('implicit-1' AS model_id, 'implicit' AS kind, "
+                "false AS promoted) FROM prm_models WHERE model_id = ?", [trained_models["prm"].model_id])
+    # Stored step rewards r_t. Right: [2, -1] (q_t = 2, 1: min 1); wrong: [0.5, 0] (q_t = 0.5, 0.5: min 0.5).
+    # Read as q_t (cumulative), min picks the right one; read as r_t (step), min would pick a wrong one (0 > -1).
+    store.insert_rows("eval_scores", [
+        {"model_id": "implicit-1", "pool_id": pool.pool_id, "problem_id": pid, "candidate_index": i,
+         "step_scores": [2.0, -1.0] if correct else [0.5, 0.0]}
+        for pid, i, correct in store.query("SELECT problem_id, candidate_index, correct FROM eval_candidates "
+                                           "WHERE pool_id = ?", [pool.pool_id]).rows
+    ])
+    won = decide(store, [pool], "implicit-1", None, config, "run-1")
+    assert (won.kind, won.method, won.aggregation, won.baseline) == ("implicit", "prm_best_of_n", "min", "majority")
+    assert (won.candidate_accuracy, won.baseline_accuracy, won.difference) == (1, 0, 1) and won.promoted
+    assert promoted_model(store, "implicit")["model_id"] == "implicit-1"
+    assert promoted_model(store, "prm")["model_id"] == trained_models["prm"].model_id  # its own slot: the PRM stays
+    # The same stored rewards read per step pick a wrong answer everywhere: no better than majority vote.
+    lost = decide(store, [pool], "implicit-1", None, config.model_copy(
+        update={"eval": config.eval.model_copy(update={"implicit_readout": "step"})}), "run-2")
+    assert (lost.candidate_accuracy, lost.difference, lost.promoted) == (0, 0, False)
+
+
 def test_promotion_refuses_test_pools(store, trained_models, tmp_path):
     from tasks.pools import Pool
     from tasks.store import StoreError
