@@ -823,6 +823,7 @@ def export(
     openrlhf_soft: Annotated[bool, typer.Option("--openrlhf-soft", help="openrlhf: float labels (the soft values) instead of +/-")] = False,
     tokenizer: Annotated[Optional[str], typer.Option(help="openrlhf: check every row against this tokenizer (local folder or the embedded alias)")] = None,
     shard_rows: Annotated[Optional[int], typer.Option(help="rows per shard (default 100000)")] = None,
+    problems_per_query: Annotated[Optional[int], typer.Option(help="problems DuckDB reads per query: bounds its memory (default 2000)")] = None,
     push_to_hub: Annotated[Optional[str], typer.Option(help="also push to this hub dataset repo (user/name; needs hub access)")] = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
@@ -849,7 +850,8 @@ def export(
         **_db_overrides(db), "out": str(out) if out else None, "format": format, "strategy": strategy,
         "completer": completer, "label": label, "se_threshold": se_threshold, "min_rollouts": min_rollouts,
         "after_first_error": after_first_error, "placeholder": placeholder, "tokenizer": tokenizer,
-        "shard_rows": shard_rows, "push_to_hub": push_to_hub}, adjust, show=show_config)
+        "shard_rows": shard_rows, "problems_per_query": problems_per_query, "push_to_hub": push_to_hub}, adjust,
+        show=show_config)
     command = "prmf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         result = _with_progress(export_flow, config=config, command=command)
@@ -1217,12 +1219,14 @@ def bench_export(
     solutions: Annotated[int, typer.Option(help="solutions per problem")] = 10,
     steps: Annotated[int, typer.Option(help="steps per solution")] = 5,
     rollouts: Annotated[int, typer.Option(help="rollouts per step prefix")] = 2,
+    problems_per_query: Annotated[int, typer.Option(help="the chunked variant's problems per query (prmf export's default)")] = 2_000,
     workdir: Annotated[Path, typer.Option(help="where the synthetic store and the exports are written")] = Path("bench-export"),
 ) -> None:
-    """prmf export streamed vs the whole result in memory, on a synthetic store: seconds, steps/s, peak RSS."""
+    """prmf export (chunked: one query per problems_per_query problems) vs one streamed query vs the whole
+    result in memory, on a synthetic store: seconds, steps/s, peak RSS."""
     from tasks.bench_export import compare
 
-    report = compare(workdir, problems, solutions, steps, rollouts)
+    report = compare(workdir, problems, solutions, steps, rollouts, problems_per_query)
     base = report["results"][0]
     _print_rows(["variant", "rows", "steps", "seconds", "steps/s", "peak RSS (MB)", "RSS vs in-memory"],
                 [(r["variant"], r["rows"], r["steps"], f"{r['seconds']:.1f}", f"{r['steps_per_s']:.0f}",

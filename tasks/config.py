@@ -784,6 +784,9 @@ class ExportConfig(_Strict):
                                   "check that every row has one placeholder token per label")
     max_pairs_per_problem: int = Field(4, ge=1, description="pairs: at most this many pairs per problem")
     shard_rows: int = Field(100_000, ge=1, description="rows per data shard (and per streamed batch)")
+    problems_per_query: int = Field(
+        2_000, ge=1, description="problems DuckDB reads per query: its memory is one such chunk's estimates and step "
+        "lists, whatever the store's size")
     push_to_hub: str | None = Field(None, description="also push the dataset (outputs must include hf) and its card "
                                     "to this Hugging Face hub repo, e.g. user/name (needs hub access and a token)")
 

@@ -214,13 +214,24 @@ class Store:
                 for name in tables or {}:
                     self.con.unregister(name)
 
-    def stream(self, sql: str, params: dict[str, Any] | None = None, rows_per_batch: int = 10_000
-               ) -> Iterator[list[dict[str, Any]]]:
+    def arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Run SQL and return its result as one Arrow table (compact columns, not Python rows)."""
+        with self._lock:
+            try:
+                return self.con.execute(sql, params or {}).fetch_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreError(str(exc).strip()) from exc
+
+    def stream(self, sql: str, params: dict[str, Any] | None = None, rows_per_batch: int = 10_000,
+               tables: dict[str, pa.Table] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Run SQL and yield its rows as dicts, at most ``rows_per_batch`` at a time (Arrow record
-        batches): a result of millions of rows never sits in memory whole."""
+        batches): a result of millions of rows never sits in memory whole. ``tables``: Arrow
+        tables visible to it by name."""
         with self._lock:
             cursor = self.con.cursor()
         try:
+            for name, table in (tables or {}).items():
+                cursor.register(name, table)
             reader = cursor.execute(sql, params or {}).fetch_record_batch(rows_per_batch)
             for batch in reader:
                 yield batch.to_pylist()

@@ -217,3 +217,67 @@ def test_export_streams_into_shards_and_never_overwrites(prefect_harness, tmp_pa
     refused = CliRunner().invoke(app, ["export", str(out), "--db", str(db)])
     assert refused.exit_code == 2 and f"{out} exists and is not an empty folder" in refused.output.replace("\n", "")
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+@pytest.mark.engine
+def test_processbench_export_imports_back_to_the_stores_earliest_errors(prefect_harness, labelled_db, tmp_path):
+    from flows.import_labels import import_labels
+    from tasks.config import ImportConfig
+
+    # Expected, from the labelled_steps view: steps before the first wrong one correct, that one
+    # wrong, the rest unlabelled (ProcessBench records only the earliest error).
+    expected = {}
+    with Store(labelled_db, read_only=True) as store:
+        texts = dict(store.query("SELECT solution_id, list(text ORDER BY step_index) FROM steps GROUP BY 1").rows)
+    for solution, he in store_labels(labelled_db).items():
+        first = he.index(False) if False in he else len(he)
+        expected[tuple(texts[solution])] = [True] * first + [False] * (first < len(he)) + [None] * (len(he) - first - 1)
+    export(config=ExportConfig(db=labelled_db, out=tmp_path / "out", format="processbench", outputs=("jsonl",)))
+    db = tmp_path / "imported.duckdb"
+    for path in sorted((tmp_path / "out" / "data").glob("*.jsonl")):
+        import_labels(config=ImportConfig(db=db, path=str(path), format="processbench"))
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM quarantine") == 0
+        got = {tuple(steps): he for steps, he in store.query(  # a step with no imported label: None
+            "SELECT list(st.text ORDER BY st.step_index), list(l.he ORDER BY st.step_index) FROM steps st "
+            "LEFT JOIN imported_step_labels l USING (solution_id, step_index) GROUP BY st.solution_id").rows}
+    assert got == expected and any(False in he for he in expected.values())
+
+
+def test_chunked_queries_give_the_same_export_and_pairs_never_straddle_a_chunk(prefect_harness, tmp_path):
+    db, solutions = seeded(tmp_path, problems=5)
+    runs = {}
+    for fmt in ("trl", "pairs"):
+        for per_query in (1, 2, 2_000):
+            out = tmp_path / f"{fmt}-{per_query}"
+            export(config=ExportConfig(db=db, out=out, format=fmt, problems_per_query=per_query))
+            runs[fmt, per_query] = rows_of(out)
+        assert runs[fmt, 1] == runs[fmt, 2] == runs[fmt, 2_000]
+    assert {r["solution_id"] for r in runs["trl", 1]} == set(solutions)
+    # One right and one wrong solution per problem: exactly one pair each, both of that problem,
+    # whatever the chunking (a problem is never split across two queries).
+    pairs = runs["pairs", 1]
+    with Store(db, read_only=True) as store:
+        problem_of = dict(store.query("SELECT solution_id, problem_id FROM solutions").rows)
+    assert sorted(r["problem_id"] for r in pairs) == sorted({problem_of[s] for s in solutions})
+    assert all(problem_of[r["chosen_solution_id"]] == problem_of[r["rejected_solution_id"]] == r["problem_id"]
+               for r in pairs)
+
+
+def test_processbench_export_of_known_labels_imports_back_exactly(prefect_harness, tmp_path):
+    from flows.import_labels import import_labels
+    from tasks.config import ImportConfig
+
+    db, solutions = seeded(tmp_path)
+    export(config=ExportConfig(db=db, out=tmp_path / "pb", format="processbench", outputs=("jsonl",)))
+    imported = tmp_path / "imported.duckdb"
+    [path] = sorted((tmp_path / "pb" / "data").glob("*.jsonl"))
+    import_labels(config=ImportConfig(db=imported, path=str(path), format="processbench"))
+    with Store(imported, read_only=True) as store:
+        rows = store.query("SELECT s.correct, list(l.he ORDER BY st.step_index) FROM steps st "
+                           "JOIN solutions s USING (solution_id) LEFT JOIN imported_step_labels l "
+                           "USING (solution_id, step_index) GROUP BY st.solution_id, s.correct").rows
+    # A right solution: every step correct. A wrong one: its first step wrong, the rest unlabelled.
+    expected = sorted((correct, [True] * n if correct else [False] + [None] * (n - 1))
+                      for correct, n in solutions.values())
+    assert sorted(rows) == expected

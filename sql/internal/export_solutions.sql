@@ -1,22 +1,22 @@
 -- prmf export (tasks/interchange/export.py): one row per exported solution, its steps and their
--- labels in step order, ordered by problem so that a streamed reader sees each problem's
--- solutions together. A solution is exported only when every step has a label of the kind asked
--- for ($label: he | se | pav | gold). Estimates are pooled as in labelled_steps (sum of k over
--- sum of n across evaluations), restricted to $completer when given; the final step's label is
--- the solution's own correctness. Parameters:
---   $datasets, $splits   lists; empty: every dataset / every split but test
+-- labels in step order, for the problems of one chunk: the registered table export_chunk (from
+-- export_problems.sql), whose ids all lie in [$first_problem, $last_problem]. The range is what
+-- DuckDB pushes into step_estimates' rollout scan, so its working set is one chunk's, not the
+-- store's. Ordered by problem, so a streamed reader sees each problem's solutions together. A
+-- solution is exported only when every step has a label of the kind asked for ($label: he | se |
+-- pav | gold).
+-- Estimates are pooled as in labelled_steps (sum of k over sum of n across evaluations),
+-- restricted to $completer when given; the final step's label is the solution's own correctness.
+-- Parameters:
 --   $strategy, $completer  NULL: any; else only solutions labelled by it (labelled_solutions)
---   $include_eval        false: problems whose question is in an evaluation pool are left out
 --   $measured_only       drop solutions with an inferred step label
 --   $min_rollouts        drop solutions with a measured step from fewer rollouts
 --   $se_threshold, $pav_k, $pav_alpha  the se and pav label kinds' settings
 WITH chosen AS (
     SELECT s.solution_id, s.problem_id, s.generator_model, s.correct, s.num_steps, s.run_id
     FROM solutions s
-    JOIN problems p USING (problem_id)
-    WHERE (len($datasets::VARCHAR[]) = 0 OR list_contains($datasets::VARCHAR[], p.dataset))
-      AND CASE WHEN len($splits::VARCHAR[]) = 0 THEN p.split <> 'test' ELSE list_contains($splits::VARCHAR[], p.split) END
-      AND ($include_eval OR p.question NOT IN (SELECT question FROM eval_candidates))
+    JOIN export_chunk USING (problem_id)
+    WHERE s.problem_id BETWEEN $first_problem AND $last_problem
       AND (($strategy::VARCHAR IS NULL AND $completer::VARCHAR IS NULL) OR EXISTS (
           SELECT 1 FROM labelled_solutions l
           WHERE l.solution_id = s.solution_id
@@ -29,7 +29,8 @@ WITH chosen AS (
            bool_and(e.source = 'inferred') AS inferred,
            sum(e.n) FILTER (WHERE e.source = 'measured') AS rollouts
     FROM step_estimates e
-    WHERE e.solution_id IN (SELECT solution_id FROM chosen)
+    WHERE e.problem_id BETWEEN $first_problem AND $last_problem
+      AND e.solution_id IN (SELECT solution_id FROM chosen)
       AND ($completer::VARCHAR IS NULL OR e.completer_model IS NULL OR e.completer_model = $completer)
     GROUP BY ALL
 ), adv AS (  -- the first base evaluation's advantage under the Best-of-K prover (label pav only)
@@ -37,6 +38,7 @@ WITH chosen AS (
            arg_min(a_mu, base_completer || base_params::VARCHAR || base_budget::VARCHAR) AS a_mu
     FROM step_advantages(alpha := $pav_alpha, k := $pav_k)
     WHERE $label = 'pav' AND prover = 'bo' || $pav_k::VARCHAR
+      AND solution_id IN (SELECT solution_id FROM chosen)
     GROUP BY ALL
 ), labelled AS (
     SELECT st.solution_id, st.step_index, st.text, e.inferred, e.rollouts,
@@ -62,4 +64,4 @@ GROUP BY c.solution_id, p.problem_id, p.dataset, p.split, p.question, p.gold_ans
 HAVING count(l.hard) = c.num_steps
    AND (NOT $measured_only OR NOT coalesce(bool_or(l.inferred), false))
    AND coalesce(min(l.rollouts), $min_rollouts) >= $min_rollouts
-ORDER BY p.dataset, p.split, p.source_row, p.problem_id, c.solution_id;
+ORDER BY p.problem_id, c.solution_id;

@@ -9,8 +9,10 @@
 --   final:    the final step's estimate is the solution's own correctness (n = 1), also marked by
 --             from_final_answer and a NULL completer_model.
 -- Solutions sharing a prefix share its rollouts. unit_id is the prefix's first-round unit.
+-- The CTEs are NOT MATERIALIZED so that a filter on problem_id (prmf export reads a range of
+-- problems at a time) reaches the rollout scan instead of every rollout being aggregated first.
 CREATE OR REPLACE VIEW step_estimates AS
-WITH prefix_counts AS (
+WITH prefix_counts AS NOT MATERIALIZED (
     SELECT u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget,
            arg_min(u.unit_id, u.round) AS unit_id,
            count(*) AS n,
@@ -19,7 +21,7 @@ WITH prefix_counts AS (
     JOIN rollouts r USING (unit_id)
     WHERE u.step_index > 0  -- root units (the bare question) belong to no step
     GROUP BY u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget
-), measured AS (
+), measured AS NOT MATERIALIZED (
     SELECT st.solution_id, st.step_index, s.problem_id,
            pc.completer_model, pc.strategy, pc.unit_id,
            pc.n, pc.k,
@@ -52,10 +54,12 @@ SELECT l.solution_id, l.step_index, s.problem_id,
 FROM step_labels l
 JOIN solutions s USING (solution_id)
 JOIN steps st ON st.solution_id = l.solution_id AND st.step_index = l.step_index
-WHERE NOT EXISTS (
-    SELECT 1 FROM measured m
-    WHERE m.solution_id = l.solution_id AND m.step_index = l.step_index AND m.completer_model = l.completer_model
-)
+WHERE NOT (st.step_index < s.num_steps AND EXISTS (  -- the step has a measured row (above) for this completer
+    -- (units and rollouts, not prefix_counts: no aggregate, so the outer problem filter can apply first)
+    SELECT 1 FROM work_units u JOIN rollouts r USING (unit_id)
+    WHERE u.step_index > 0 AND u.problem_id = s.problem_id AND u.prefix_hash = st.prefix_hash
+      AND u.completer_model = l.completer_model
+))
 UNION ALL
 SELECT st.solution_id, st.step_index, s.problem_id,
        NULL AS completer_model, 'final_answer' AS strategy, NULL AS unit_id,

@@ -1,9 +1,12 @@
 """``prmf export``: the store's step labels as a dataset PRM trainers read (formats in
 :mod:`.formats`), with a dataset card stating where every label came from.
 
-Streaming: the solutions come from DuckDB in Arrow record batches (``Store.stream``) ordered by
-problem, are encoded row by row and appended to Parquet/JSONL shards of ``shard_rows`` rows, so
-memory holds one batch, not the dataset. The ``datasets`` copy (``hf``) is built from the Parquet
+Streaming: the selected problems are listed once, sorted by id (``export_problems.sql``), and their
+solutions queried ``problems_per_query`` problems at a time (``export_solutions.sql``): the chunk's
+id range reaches the rollout scan, so DuckDB aggregates one chunk's rollouts and step lists, never
+the store's. Rows come out in problem-id order. Each chunk comes in Arrow record batches
+(``Store.stream``) ordered by problem, is encoded row by row and appended to Parquet/JSONL shards of
+``shard_rows`` rows, so memory holds one batch, not the dataset. The ``datasets`` copy (``hf``) is built from the Parquet
 shards (memory-mapped). The output folder is written under a temporary name and renamed when
 complete: a folder at ``out`` is always a whole export.
 """
@@ -14,7 +17,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,11 +255,58 @@ class ExportSummary:
     run_id: str | None = None
 
 
+_PROBLEM_PARAMS = ("datasets", "splits", "include_eval")  # export_problems.sql's; the rest are export_solutions.sql's
+
+
 def export_params(config: ExportConfig) -> dict[str, Any]:
     return {"datasets": list(config.datasets), "splits": list(config.splits), "strategy": config.strategy,
             "completer": config.completer, "include_eval": config.include_eval, "measured_only": config.measured_only,
             "min_rollouts": config.min_rollouts, "label": config.label, "se_threshold": config.se_threshold,
             "pav_k": config.pav_k, "pav_alpha": config.pav_alpha}
+
+
+def selected_problems(store: Store, config: ExportConfig) -> pa.Array:
+    """The ids of the problems the export reads, sorted (compact Arrow strings)."""
+    params = {k: v for k, v in export_params(config).items() if k in _PROBLEM_PARAMS}
+    return store.arrow(internal_sql("export_problems"), params).column("problem_id").combine_chunks()
+
+
+def solution_batches(store: Store, problem_ids: pa.Array, config: ExportConfig, params: dict[str, Any],
+                     chunk_done: Callable[[int, list[str]], None] = lambda problems, solution_ids: None,
+                     ) -> Iterator[list[dict[str, Any]]]:
+    """The exported solutions' rows, in export order, as record batches: one query per chunk of
+    ``problems_per_query`` problems. After each chunk, ``chunk_done(problems, solution_ids)``."""
+    sql = internal_sql("export_solutions")
+    solution_params = {k: v for k, v in params.items() if k not in _PROBLEM_PARAMS}
+    for start in range(0, len(problem_ids), config.problems_per_query):
+        chunk = problem_ids.slice(start, config.problems_per_query)
+        bounds = {"first_problem": chunk[0].as_py(), "last_problem": chunk[-1].as_py()}  # ids come sorted
+        exported: list[str] = []
+        for batch in store.stream(sql, {**solution_params, **bounds}, rows_per_batch=min(config.shard_rows, 10_000),
+                                  tables={"export_chunk": pa.table({"problem_id": chunk})}):
+            exported += [row["solution_id"] for row in batch]
+            yield batch
+        chunk_done(len(chunk), exported)
+
+
+def provenance_of(store: Store, solution_ids: list[str]) -> list[dict[str, Any]]:
+    """The card's provenance rows of these exported solutions (``export_provenance.sql``)."""
+    if not solution_ids:
+        return []
+    return store.query(internal_sql("export_provenance"),
+                       tables={"export_ids": pa.table({"solution_id": solution_ids})}).as_dicts()
+
+
+def merge_provenance(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Provenance rows of disjoint chunks as one: per (kind, strategy, model, params, budget) the
+    union of run ids and the sum of solutions (a solution belongs to one chunk: its problem's)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in parts:
+        key = (row["kind"], row["strategy"], row["model"], row["params"], row["budget"])
+        into = merged.setdefault(key, {**row, "run_ids": [], "solutions": 0})
+        into["run_ids"] = sorted(set(into["run_ids"]) | set(row["run_ids"]))
+        into["solutions"] += row["solutions"]
+    return sorted(merged.values(), key=lambda r: (r["kind"], r["model"] or "", r["params"] or ""))
 
 
 def export_dataset(store: Store, config: ExportConfig, command: str = "prmf export",
@@ -272,20 +322,21 @@ def export_dataset(store: Store, config: ExportConfig, command: str = "prmf expo
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     params = export_params(config)
-    sql = internal_sql("export_solutions")
-    total = store.scalar(f"SELECT count(*) FROM ({sql.rstrip().rstrip(';')})", params)
+    problem_ids = selected_problems(store, config)
     stats: Counter = Counter()
     split_rows: Counter = Counter()
-    id_chunks: list[pa.Array] = []  # the exported ids for the card's provenance, as compact Arrow strings
+    provenance: list[dict[str, Any]] = []  # per chunk; merged for the card
     kinds = tuple(k for k in ("parquet", "jsonl") if k in config.outputs) or ("parquet",)
     writer = ShardWriter(staging, schema(config), kinds, config.shard_rows)
     try:
-        with progress(f"export {config.format}", total) as advance:
+        with progress(f"export {config.format} (problems)", len(problem_ids)) as advance:
+            def chunk_done(problems: int, solution_ids: list[str]) -> None:
+                provenance.extend(provenance_of(store, solution_ids))
+                advance(problems)
+
             def rows() -> Iterator[dict[str, Any]]:
-                for batch in store.stream(sql, params, rows_per_batch=min(config.shard_rows, 10_000)):
+                for batch in solution_batches(store, problem_ids, config, params, chunk_done):
                     yield from batch
-                    id_chunks.append(pa.array([r["solution_id"] for r in batch], pa.string()))
-                    advance(len(batch))
 
             for split, record in encode_rows(rows(), config, stats, check):
                 writer.add(split, record)
@@ -299,9 +350,7 @@ def export_dataset(store: Store, config: ExportConfig, command: str = "prmf expo
             for split_files in files.values():
                 for path in split_files.pop("parquet", []):
                     path.unlink()
-        provenance = store.query(internal_sql("export_provenance"),
-                                 tables={"export_ids": pa.table({"solution_id": pa.chunked_array(
-                                     id_chunks, pa.string())})}).as_dicts()
+        provenance = merge_provenance(provenance)
         summary = ExportSummary(
             str(out), config.format, config.label, stats["rows"], stats["solutions"], stats["steps"],
             stats["positive_steps"], dict(split_rows),
