@@ -111,6 +111,16 @@ def test_tiny_study_reports_numbers_the_store_backs_and_reruns_nothing(engine, d
     assert "## pool external (2 problems)" in text  # the file's stem names it
     assert isinstance(arith.bar["met"], bool) and "majority vote at N = 2" in arith.bar["text"]
     assert arith.ns == [1, 2, 4] and arith.problems == 3
+    # Paired with majority: every verifier row of the largest slice at N = 2; the difference equals
+    # the two accuracies evaluate_pool stored (the report recomputed its outcomes a second way).
+    majority2 = next(r for r in arith.rows if r.method == "majority").by_n[2].value
+    assert {(p["verifier"], p["method"]) for p in arith.paired} == {
+        (r.name, r.method) for r in arith.rows if r.size is not None}
+    for pair in arith.paired:
+        row = next(r for r in arith.rows if (r.name, r.method) == (pair["verifier"], pair["method"]))
+        assert pair["difference"] == pytest.approx(row.by_n[2].value - majority2)
+        assert pair["ci_low"] <= pair["difference"] <= pair["ci_high"] and pair["problems"] == 3
+    assert external.paired == [] and "### Paired with majority vote at N = 2" in text
     largest = {(r.name, r.method) for r in arith.rows}
     assert {("pass@1", "pass@1"), ("majority", "majority"), ("orm", "orm_best_of_n"), ("prm-he", "prm_best_of_n"),
             ("implicit", "prm_best_of_n"), ("oracle", "prm_best_of_n"), ("oracle", "prm_weighted_vote")} <= largest

@@ -9,6 +9,12 @@ The bar (issue 16): a verifier the factory trained (the oracle, trained on gold 
 count) beats majority vote at N = ``selection_n`` on the test pool by at least 10 points with
 non-overlapping 95% intervals. The report says whether it was met and, if not, how far the best
 verifier and the oracle ceiling are from it and how accuracy moved with the data.
+
+Paired differences. Two accuracies with overlapping intervals may still differ reliably: both
+methods pick from the same candidates of the same problems. Per verifier, the report recomputes
+each test problem's outcome at N = ``selection_n`` (and majority vote's, on the same candidate
+subsets) from the stored candidates and scores, checks their means against ``eval_results``, and
+gives the mean difference with a two-sided 95% paired-bootstrap interval over problems.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class DatasetReport:
     diagnostics: list[dict[str, Any]]
     bar: dict[str, Any]
     beam: list[dict[str, Any]] = field(default_factory=list)  # beam search vs best-of-N at no more tokens
+    paired: list[dict[str, Any]] = field(default_factory=list)  # each verifier minus majority, paired over problems
 
 
 @dataclass
@@ -164,8 +171,9 @@ def build_report(store: Store, config: StudyConfig, study_id: str, trained: Sequ
                 diagnostics.append(d)
         beam = [b for t in trained if t.beam_run_id for b in beam_rows(
             t.verifier, [r for r in by_run.get(t.beam_run_id, []) if r["dataset"] == dataset and r["split"] != "validation"])]
+        paired = paired_vs_majority(store, config, dataset, rows, study_id) if splits[dataset] == "test" else []
         datasets.append(DatasetReport(dataset, splits[dataset], problems, ns, rows, scaling, diagnostics,
-                                      judge_bar(rows, scaling, config.selection_n), beam))
+                                      judge_bar(rows, scaling, config.selection_n, paired), beam, paired))
     models = {m["model_id"]: m for m in store.query(internal_sql("study_models"),
                                                     {"model_ids": [t.model_id for t in trained]}).as_dicts()}
     costs = []
@@ -208,13 +216,56 @@ def beam_rows(verifier: str, results: Sequence[dict[str, Any]]) -> list[dict[str
     return out
 
 
+PAIRED_CONFIDENCE = 0.975  # each one-sided bound at 97.5%: a two-sided 95% interval
+PAIRED_RESAMPLES = 10_000
+
+
+def paired_vs_majority(store: Store, config: StudyConfig, dataset: str, rows: Sequence[Row],
+                       run_id: str) -> list[dict[str, Any]]:
+    """Each verifier row at N = ``selection_n`` minus majority vote on the same candidates of the
+    same test problems, with a paired bootstrap (see the module docstring). The per-problem
+    outcomes are recomputed from the store and must reproduce the stored accuracies."""
+    from tasks.best_of_n import pool_candidates
+    from tasks.diagnostics import paired_bootstrap
+    from tasks.evaluation import selection_outcomes
+    from tasks.pools import ensure_generated_pool
+    from tasks.registry import get_model
+
+    n = config.selection_n
+    settings = next((d for d in config.eval.datasets if d.name == dataset), None)
+    measured = [r for r in rows if r.size is not None and n in r.by_n]
+    if settings is None or not measured:
+        return []
+    pool = ensure_generated_pool(store, settings, config.eval, run_id)  # complete: samples nothing
+    out = []
+    for row in measured:
+        kind = get_model(store, row.model_id)["kind"]
+        step_scorer = None if kind == "orm" else row.model_id
+        keys, problems = pool_candidates(store, pool, step_scorer, row.model_id if kind == "orm" else None,
+                                         config.eval.implicit_readout if kind == "implicit" else None)
+        verifier = selection_outcomes(problems, n, keys, row.method, row.aggregation, seed=config.eval.seed)
+        majority = selection_outcomes(problems, n, keys, "majority", seed=config.eval.seed)
+        stored = row.by_n[n]
+        if len(verifier) != stored.problems or abs(sum(verifier) / len(verifier) - stored.value) > 1e-9:
+            raise ValueError(f"{row.name} {row.method} on {dataset}: recomputed {sum(verifier)}/{len(verifier)} "
+                             f"outcomes, stored accuracy {stored.value} over {stored.problems} problems")
+        c = paired_bootstrap(verifier, majority, confidence=PAIRED_CONFIDENCE, n_boot=PAIRED_RESAMPLES,
+                             seed=config.eval.seed)
+        out.append({"verifier": row.name, "method": row.method, "aggregation": row.aggregation, "n": n,
+                    "problems": c.items, "accuracy": c.candidate_mean, "majority": c.baseline_mean,
+                    "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_better": c.p_better})
+    return out
+
+
 def _accuracy(r: dict[str, Any]) -> Accuracy:
     return Accuracy(r["accuracy"], r["ci_low"], r["ci_high"], r["problems"])
 
 
-def judge_bar(rows: Sequence[Row], scaling: Sequence[Row], n: int) -> dict[str, Any]:
+def judge_bar(rows: Sequence[Row], scaling: Sequence[Row], n: int,
+              paired: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Did a factory-trained verifier beat majority by BAR_MARGIN at N = n with non-overlapping
-    intervals? With the best verifier's and the oracle's margins either way."""
+    intervals? With the best verifier's and the oracle's margins either way, and the best
+    verifier's paired difference when ``paired`` has it."""
     majority = next((r.by_n.get(n) for r in rows if r.method == "majority"), None)
     if majority is None:
         return {"n": n, "met": False, "text": f"no majority vote at N = {n} on this pool"}
@@ -234,6 +285,12 @@ def judge_bar(rows: Sequence[Row], scaling: Sequence[Row], n: int) -> dict[str, 
         lines.append("met by " + "; ".join(describe(r, a) for r, a in met))
     else:
         lines.append("not met" + (f"; best factory verifier: {describe(*best)}" if best else ""))
+    if best is not None:
+        pair = next((p for p in paired if (p["verifier"], p["method"], p["aggregation"])
+                     == (best[0].name, best[0].method, best[0].aggregation)), None)
+        if pair is not None:
+            lines.append(f"paired on the same problems: {best[0].name} minus majority {pair['difference']:+.3f} "
+                         f"[{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}] (95%)")
     if oracle:
         top = max(oracle, key=lambda ra: ra[1].value)
         lines.append(f"oracle ceiling (gold step labels): {describe(*top)}")
@@ -312,6 +369,15 @@ def markdown(report: StudyReport, config: StudyConfig, command: str, wall_s: flo
                         [[_name(r), *(r.by_n[k].cell() if k in r.by_n else "" for k in d.ns),
                           "" if majority is None or n not in r.by_n or r.method == "majority"
                           else f"{r.by_n[n].value - majority.value:+.3f}"] for r in d.rows]) + [""]
+        if d.paired:
+            lines += [f"### Paired with majority vote at N = {n} (same candidates, same problems)", "",
+                      "Per-problem outcomes recomputed from the stored candidates and scores; 95% paired-bootstrap "
+                      f"intervals over the {d.paired[0]['problems']} problems.", ""]
+            lines += _table(["verifier", "method", "accuracy", "majority", "difference [95%]", "P(better)"],
+                            [[p["verifier"], p["method"] + (f" ({p['aggregation']})" if p["aggregation"] else ""),
+                              f"{p['accuracy']:.3f}", f"{p['majority']:.3f}",
+                              f"{p['difference']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}]",
+                              f"{p['p_better']:.3f}"] for p in d.paired]) + [""]
         if d.beam:
             b0 = d.beam[0]
             lines += [f"### Beam search guided by {b0['verifier']} (the best step verifier on validation), "
