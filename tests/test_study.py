@@ -227,7 +227,7 @@ def test_study_config_refuses_inconsistent_settings(tmp_path):
 
 
 def test_choose_aggregation_and_the_bar_on_hand_made_numbers():
-    from tasks.study.report import Accuracy, Row, choose_aggregation, judge_bar
+    from tasks.study.report import Accuracy, Row, choose_aggregation, judge_bar, problems_for_separation
 
     validation = [{"method": "prm_best_of_n", "n": n, "aggregation": how, "accuracy": acc}
                   for n, how, acc in [(2, "min", 0.9), (8, "min", 0.5), (8, "last", 0.7), (8, "mean", 0.7),
@@ -252,6 +252,9 @@ def test_choose_aggregation_and_the_bar_on_hand_made_numbers():
     not_met = judge_bar([majority, close], [row("prm-he", "prm_best_of_n", 0.7, 0.5, 0.8, size=1), close], 8)
     assert not_met["met"] is False and "+0.150 over majority" in not_met["text"]
     assert "prm-he with more data: 1 problems 0.700, 3 problems 0.750" in not_met["text"]
+    # 0.75 vs 0.60: 1.96 * (sqrt(.75 * .25) + sqrt(.6 * .4)) / 0.15 = 12.059; squared 145.4 -> 146 problems.
+    assert "intervals stop overlapping at about 146 test problems (this pool: 40" in not_met["text"]
+    assert problems_for_separation(0.6, 0.6) is None and problems_for_separation(0.5, 0.6) is None
 
 
 def test_stage_keys_of_the_default_study_stay_put(tmp_path):
