@@ -152,7 +152,7 @@ def test_sigkill_mid_strategy_then_rerun_stores_the_same_labels_as_an_uninterrup
     from tasks.doctor import check_store
     from tests.helpers import replay_strategy, stored_units
 
-    command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "3", "--solutions", "2",
+    command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "2", "--solutions", "2",
                "--rollouts", str(N), "--strategy", STRATEGY, "--batch-prefixes", "1",
                "--max-tokens", "64", "--rollout-max-tokens", "24"]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": ""}
