@@ -1243,6 +1243,7 @@ def bench_store(
     steps: Annotated[int, typer.Option(help="steps per solution")] = 5,
     rollouts: Annotated[int, typer.Option(help="rollouts per step prefix (defaults: 10M rollouts in all)")] = 4,
     repeats: Annotated[int, typer.Option(help="runs per query; the best is reported")] = 2,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="a query not to time (repeatable), e.g. advantages_vs_gold, which takes minutes at 10M rollouts")] = None,
     workdir: Annotated[Path, typer.Option(help="where the synthetic store is written")] = Path("bench-store"),
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
@@ -1250,7 +1251,10 @@ def bench_store(
     counting every rollout (the view before migration 014): seconds side by side, same rows checked."""
     from tasks.bench_store import compare
 
-    report = compare(workdir, problems, solutions, steps, rollouts, repeats)
+    try:
+        report = compare(workdir, problems, solutions, steps, rollouts, repeats, tuple(skip or ()))
+    except ValueError as exc:
+        _fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return

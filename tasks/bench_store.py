@@ -34,11 +34,16 @@ def _canonical(rows: list[tuple]) -> list[tuple]:
     return sorted((tuple(cell(v) for v in row) for row in rows), key=repr)
 
 
-def time_queries(db: Path, repeats: int = 2) -> list[dict[str, Any]]:
-    """Per query: seconds under each variant (best of ``repeats``) and whether the rows agree."""
+def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Per query (but those in ``skip``): seconds under each variant (best of ``repeats``) and
+    whether the rows agree."""
     from tasks.store import Store, StoreError, internal_sql, saved_queries
 
     queries = {**{name: path.read_text() for name, path in saved_queries().items()}, **EXTRA_QUERIES}
+    unknown = sorted(set(skip) - set(queries))
+    if unknown:
+        raise ValueError(f"unknown queries to skip: {', '.join(unknown)}; known: {', '.join(queries)}")
+    queries = {name: sql for name, sql in queries.items() if name not in skip}
     results: dict[str, dict[str, Any]] = {name: {"query": name} for name in queries}
     with Store(db, read_only=True) as store:
         for variant in reversed(VARIANTS):  # the store's own views first, then the shadowing baseline
@@ -62,8 +67,8 @@ def time_queries(db: Path, repeats: int = 2) -> list[dict[str, Any]]:
     return out
 
 
-def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: int, repeats: int = 2
-            ) -> dict[str, Any]:
+def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: int, repeats: int = 2,
+            skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Build the store in ``workdir``, then time every query under both variants."""
     from tasks.bench_export import build_store
 
@@ -74,4 +79,4 @@ def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: 
     started = time.perf_counter()
     sizes = build_store(db, problems, solutions, steps, rollouts)
     build_s = time.perf_counter() - started
-    return {"store": {"problems": problems, **sizes}, "build_s": build_s, "results": time_queries(db, repeats)}
+    return {"store": {"problems": problems, **sizes}, "build_s": build_s, "results": time_queries(db, repeats, skip)}
