@@ -1236,6 +1236,38 @@ def bench_export(
                 f"{report['store']['rollouts']} rollouts (store built in {report['build_s']:.0f} s)")
 
 
+@bench_app.command("store")
+def bench_store(
+    problems: Annotated[int, typer.Option(help="synthetic problems")] = 78_000,
+    solutions: Annotated[int, typer.Option(help="solutions per problem")] = 8,
+    steps: Annotated[int, typer.Option(help="steps per solution")] = 5,
+    rollouts: Annotated[int, typer.Option(help="rollouts per step prefix (defaults: 10M rollouts in all)")] = 4,
+    repeats: Annotated[int, typer.Option(help="runs per query; the best is reported")] = 2,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="a query not to time (repeatable), e.g. advantages_vs_gold, which takes minutes at 10M rollouts")] = None,
+    workdir: Annotated[Path, typer.Option(help="where the synthetic store is written")] = Path("bench-store"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Every saved query on a synthetic store, with step_estimates summing the units' stored (n, k) vs
+    counting every rollout (the view before migration 014): seconds side by side, same rows checked."""
+    from tasks.bench_store import compare
+
+    try:
+        report = compare(workdir, problems, solutions, steps, rollouts, repeats, tuple(skip or ()))
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        return
+    _print_rows(["query", "by-rollouts (s)", "unit-counts (s)", "speed-up", "same rows"],
+                [(r["query"], f"{r['by-rollouts']:.2f}", f"{r['unit-counts']:.2f}",
+                  f"{r['speedup']:.1f}x" if r["speedup"] else "", "yes" if r["same_rows"] else "NO")
+                 for r in report["results"]],
+                f"prmf bench store: {report['store']['problems']} problems, {report['store']['solutions']} solutions, "
+                f"{report['store']['rollouts']} rollouts (store built in {report['build_s']:.0f} s)")
+    if not all(r["same_rows"] for r in report["results"]):
+        _fail("the two estimates disagree on the queries marked NO")
+
+
 @bench_app.command("label")
 def bench_label(
     strategies: Annotated[str, typer.Option(help="comma-separated strategies; naive (the baseline) always runs first")] = "naive,early_stop,binary_search,binary_search+early_stop,binary_search+reuse,binary_search+early_stop+reuse",

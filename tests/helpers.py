@@ -22,8 +22,8 @@ def seed_store(store: Store, rollouts_correct: dict[int, list[bool]], solution_c
         unit = f"u{step}"
         store.insert_rows("work_units", [{"unit_id": unit, "problem_id": "p1", "prefix_hash": f"h{step}",
                                           "completer_model": "m", "params": "{}", "strategy": "math_shepherd",
-                                          "budget": len(outcomes), "n": len(outcomes), "round": 0, "solution_id": "s1", "step_index": step,
-                                          "run_id": "r"}])
+                                          "budget": len(outcomes), "n": len(outcomes), "k": sum(map(bool, outcomes)), "round": 0,
+                                          "solution_id": "s1", "step_index": step, "run_id": "r"}])
         store.insert_rows("rollouts", [{"rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i,
                                         "solution_id": "s1", "step_index": step, "text": "x", "answer": None,
                                         "correct": c, "grade_status": "ok", "num_tokens": 3, "run_id": "r"}
@@ -148,7 +148,8 @@ def seed_labelled_arith(store: Store, problems: int, rollouts: int = 4, split: s
                 unit = content_key(solution, i, "unit")
                 store.insert_rows("work_units", [{"unit_id": unit, "problem_id": p.problem_id,
                                                   "prefix_hash": content_key(solution, i), "completer_model": "seed",
-                                                  "params": "{}", "strategy": "math_shepherd", "budget": rollouts, "n": rollouts, "round": 0,
+                                                  "params": "{}", "strategy": "math_shepherd", "budget": rollouts, "n": rollouts,
+                                                  "k": sum(correct and j % 2 == 0 for j in range(rollouts)), "round": 0,
                                                   "solution_id": solution, "step_index": i, "run_id": "seed"}])
                 store.insert_rows("rollouts", [{"rollout_id": f"{unit}:{j}", "unit_id": unit, "sample_index": j,
                                                 "solution_id": solution, "step_index": i, "text": "x",
@@ -209,7 +210,7 @@ def seed_prefix_rollouts(store, outcomes: dict[str, dict[int, int]]) -> None:
             store.insert_rows("work_units", [{
                 "unit_id": unit, "problem_id": "p1", "prefix_hash": "root" if step == 0 else f"h{step}",
                 "completer_model": "m", "params": sampling, "strategy": "math_shepherd", "budget": 4, "n": 4,
-                "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
+                "k": sum(i < correct for i in range(4)), "round": 0, "solution_id": "s1", "step_index": step, "run_id": "r"}])
             store.insert_rows("rollouts", [{
                 "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
                 "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",

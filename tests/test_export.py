@@ -281,3 +281,18 @@ def test_processbench_export_of_known_labels_imports_back_exactly(prefect_harnes
     expected = sorted((correct, [True] * n if correct else [False] + [None] * (n - 1))
                       for correct, n in solutions.values())
     assert sorted(rows) == expected
+
+
+def test_provenance_of_chunks_merges_into_the_whole_exports():
+    from tasks.interchange.export import merge_provenance
+
+    def row(kind, model, run_ids, solutions, strategy=None):
+        return {"kind": kind, "strategy": strategy, "model": model, "params": "{}", "budget": None,
+                "run_ids": run_ids, "solutions": solutions}
+
+    first = [row("generation", "g", ["r1"], 3), row("rollouts", "c", ["r1", "r2"], 3, "math_shepherd")]
+    second = [row("generation", "g", ["r2"], 2), row("labelling", "c", ["r3"], 1, "naive")]
+    merged = merge_provenance([*first, *second])
+    # Chunks hold disjoint solutions: counts add up; run ids are the union, sorted.
+    assert [(r["kind"], r["run_ids"], r["solutions"]) for r in merged] == [
+        ("generation", ["r1", "r2"], 5), ("labelling", ["r3"], 1), ("rollouts", ["r1", "r2"], 3)]

@@ -40,7 +40,7 @@ def test_a_store_made_by_schema_5_opens_and_keeps_every_row(tmp_path):
     kept = {"problems": 5, "solutions": 6, "steps": 18, "work_units": 12, "rollouts": 48, "runs": 1,
             "retrain_triggers": 1, "eval_pools": 1, "eval_candidates": 2, "prm_models": 1}
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 13
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
         assert {t: store.scalar(f"SELECT count(*) FROM {t}") for t in kept} == kept
         # Later tables and columns exist and start empty; prm_models (rebuilt by 010) takes implicit PRMs.
         assert [store.scalar(f"SELECT count(*) FROM {t}") for t in ("searches", "search_nodes", "search_results")] == [0] * 3
@@ -74,11 +74,17 @@ def test_a_store_made_by_the_previous_version_opens_and_keeps_every_unit_and_est
         units = old.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
         rollouts = old.query("SELECT * FROM rollouts ORDER BY rollout_id").rows
         estimates = old.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows
+        old_correct = old.query("SELECT unit_id, correct::INTEGER FROM rollouts").rows
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 13
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
         migrated = store.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
-        assert [{k: v for k, v in u.items() if k not in ("round", "n")} for u in migrated] == units
+        assert [{k: v for k, v in u.items() if k not in ("round", "n", "k")} for u in migrated] == units
         assert {(u["round"], u["n"] == u["budget"]) for u in migrated} == {(0, True)}
+        # Migration 014 counted each unit's correct rollouts (here from the old file's rollout rows).
+        correct = {u["unit_id"]: 0 for u in units}
+        for unit_id, is_correct in old_correct:
+            correct[unit_id] += is_correct
+        assert {u["unit_id"]: u["k"] for u in migrated} == correct
         assert store.query("SELECT * FROM rollouts ORDER BY rollout_id").rows == rollouts
         assert store.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows == estimates
         assert store.scalar("SELECT count(*) FROM labelled_steps WHERE inferred") == 0
@@ -128,7 +134,7 @@ def test_transaction_is_all_or_nothing(db_path):
             with store.transaction() as con:
                 store.insert_rows("work_units", [{"unit_id": "u9", "problem_id": "p1", "prefix_hash": "h1",
                                                   "completer_model": "m", "params": "{}", "strategy": "s",
-                                                  "budget": 1, "n": 1, "round": 0, "solution_id": "s1", "step_index": 1,
+                                                  "budget": 1, "n": 1, "k": 0, "round": 0, "solution_id": "s1", "step_index": 1,
                                                   "run_id": "r"}], con)
                 raise RuntimeError("engine died mid-batch")
         assert store.scalar("SELECT count(*) FROM work_units") == 0

@@ -161,7 +161,7 @@ def test_a_store_without_prefix_values_names_no_prover(db_path):
         for step in (1, 2):
             store.insert_rows("work_units", [{
                 "unit_id": f"e{step}", "problem_id": "p1", "prefix_hash": f"h{step}", "completer_model": "m",
-                "params": "{}", "strategy": "early_stop", "budget": 4, "n": 1, "round": 0, "solution_id": "s1",
+                "params": "{}", "strategy": "early_stop", "budget": 4, "n": 1, "k": 1, "round": 0, "solution_id": "s1",
                 "step_index": step, "run_id": "r"}])
             store.insert_rows("rollouts", [{
                 "rollout_id": f"e{step}:0", "unit_id": f"e{step}", "sample_index": 0, "solution_id": "s1",
@@ -204,7 +204,7 @@ def test_a_prover_without_rewards_on_the_training_solutions_is_an_error(db_path)
         _seed(store, {A: {1: 2}})
         store.insert_rows("work_units", [{
             "unit_id": "e2", "problem_id": "p1", "prefix_hash": "h2", "completer_model": "m", "params": A,
-            "strategy": "early_stop", "budget": 4, "n": 1, "round": 0, "solution_id": "s1", "step_index": 2,
+            "strategy": "early_stop", "budget": 4, "n": 1, "k": 1, "round": 0, "solution_id": "s1", "step_index": 2,
             "run_id": "r"}])
         store.insert_rows("rollouts", [{
             "rollout_id": "e2:0", "unit_id": "e2", "sample_index": 0, "solution_id": "s1", "step_index": 2,

@@ -20,7 +20,7 @@ from tests.helpers import seed_store
 def _unit(store: Store, unit: str, problem: str, prefix: str, step: int, tokens: list[int]) -> None:
     store.insert_rows("work_units", [{"unit_id": unit, "problem_id": problem, "prefix_hash": prefix,
                                       "completer_model": "m", "params": "{}", "strategy": "math_shepherd",
-                                      "budget": len(tokens), "n": len(tokens), "round": 0, "solution_id": "s1",
+                                      "budget": len(tokens), "n": len(tokens), "k": 0, "round": 0, "solution_id": "s1",
                                       "step_index": step, "run_id": "r"}])
     store.insert_rows("rollouts", [{"rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i,
                                     "solution_id": "s1", "step_index": step, "text": "x", "answer": None,
@@ -57,7 +57,7 @@ def costed_store(db_path):
                                         "answer_kind": "numeric", "meta": "{}"}])
         _unit(store, "other", "p2", "h1", 1, [100])
         # a second round from h2 (early-stop strategies add rounds): counted too
-        store.query("INSERT INTO work_units BY NAME SELECT * REPLACE ('u2r1' AS unit_id, 1 AS round, 1 AS n) "
+        store.query("INSERT INTO work_units BY NAME SELECT * REPLACE ('u2r1' AS unit_id, 1 AS round, 1 AS n, 0 AS k) "
                     "FROM work_units WHERE unit_id = 'u2'")
         store.insert_rows("rollouts", [{"rollout_id": "u2r1:0", "unit_id": "u2r1", "sample_index": 0,
                                         "solution_id": "s1", "step_index": 2, "text": "x", "answer": None,

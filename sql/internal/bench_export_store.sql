@@ -31,7 +31,10 @@ INSERT INTO work_units BY NAME
 SELECT 'bu' || st.solution_id || ':' || st.step_index AS unit_id, s.problem_id, st.prefix_hash,
        'bench-completer' AS completer_model, '{}' AS params, 'math_shepherd' AS strategy,
        getvariable('bench_rollouts') AS budget, st.solution_id, st.step_index, 'bench' AS run_id, 0 AS round,
-       getvariable('bench_rollouts') AS n
+       getvariable('bench_rollouts') AS n,
+       -- k: the correct rollouts the next statement writes ((hash(unit) + r) % 2 = 0 for r < n)
+       (SELECT count(*) FROM range(getvariable('bench_rollouts')) t(r)
+        WHERE (hash('bu' || st.solution_id || ':' || st.step_index) + r) % 2 = 0) AS k
 FROM steps st JOIN solutions s USING (solution_id)
 WHERE s.generator_model = 'bench-generator' AND st.step_index < s.num_steps;
 

@@ -10,15 +10,14 @@
 --             from_final_answer and a NULL completer_model.
 -- Solutions sharing a prefix share its rollouts. unit_id is the prefix's first-round unit.
 -- The CTEs are NOT MATERIALIZED so that a filter on problem_id (prmf export reads a range of
--- problems at a time) reaches the rollout scan instead of every rollout being aggregated first.
+-- problems at a time) reaches the units scan instead of every unit being aggregated first.
 CREATE OR REPLACE VIEW step_estimates AS
-WITH prefix_counts AS NOT MATERIALIZED (
+WITH prefix_counts AS NOT MATERIALIZED (  -- each unit's n and k are stored with its rollouts
     SELECT u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget,
            arg_min(u.unit_id, u.round) AS unit_id,
-           count(*) AS n,
-           count(*) FILTER (WHERE r.correct) AS k
+           sum(u.n)::BIGINT AS n,
+           sum(u.k)::BIGINT AS k
     FROM work_units u
-    JOIN rollouts r USING (unit_id)
     WHERE u.step_index > 0  -- root units (the bare question) belong to no step
     GROUP BY u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget
 ), measured AS NOT MATERIALIZED (
@@ -55,8 +54,8 @@ FROM step_labels l
 JOIN solutions s USING (solution_id)
 JOIN steps st ON st.solution_id = l.solution_id AND st.step_index = l.step_index
 WHERE NOT (st.step_index < s.num_steps AND EXISTS (  -- the step has a measured row (above) for this completer
-    -- (units and rollouts, not prefix_counts: no aggregate, so the outer problem filter can apply first)
-    SELECT 1 FROM work_units u JOIN rollouts r USING (unit_id)
+    -- (units, not prefix_counts: no aggregate, so the outer problem filter can apply first)
+    SELECT 1 FROM work_units u
     WHERE u.step_index > 0 AND u.problem_id = s.problem_id AND u.prefix_hash = st.prefix_hash
       AND u.completer_model = l.completer_model
 ))

@@ -312,10 +312,11 @@ class Labeller:
                 "prefix_hash": u.solution.prefix_hash(u.step_index), "completer_model": self.completer.identity,
                 "params": self.params, "strategy": self.evaluation_of(u.step_index), "budget": self.config.rollouts,
                 "solution_id": u.solution.solution_id, "step_index": u.step_index, "round": u.round, "n": u.n,
-                "run_id": self.run_id,
+                "k": 0, "run_id": self.run_id,
             })
             for i, c in enumerate(group):
                 answer, grade = next(grades)
+                unit_rows[-1]["k"] += bool(grade.correct)  # stored with its rollouts, in one transaction
                 rollout_rows.append({
                     "rollout_id": f"{u.unit_id}:{i}", "unit_id": u.unit_id, "sample_index": i,
                     "solution_id": u.solution.solution_id, "step_index": u.step_index, "text": c.text,
