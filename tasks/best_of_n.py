@@ -157,6 +157,17 @@ def pool_candidates(
     return keys, problems
 
 
+def model_candidates(store: Store, pool: Pool, model: dict[str, Any] | None, config: EvalConfig
+                     ) -> tuple[list[str], list[list[Candidate]]]:
+    """:func:`pool_candidates` with one registered model in its slot: an ORM's outcome scores, a
+    PRM's or implicit PRM's step scores (the latter read as ``config`` says); None: no scores."""
+    if model is None:
+        return pool_candidates(store, pool, None, None)
+    if model["kind"] == "orm":
+        return pool_candidates(store, pool, None, model["model_id"])
+    return pool_candidates(store, pool, model["model_id"], None, model_readout(model, config))
+
+
 def usable_ns(ns: Sequence[int], problems: Sequence[Sequence[Candidate]]) -> list[int]:
     """The Ns every problem has enough candidates for (ascending); the smallest pool size if none."""
     available = min(len(cands) for cands in problems)

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.best_of_n import pool_candidates, score_pool, scoring_settings, usable_ns
-from tasks.config import FactoryConfig
+from tasks.best_of_n import model_candidates, score_pool, scoring_settings, usable_ns
+from tasks.config import EvalConfig, FactoryConfig
 from tasks.diagnostics import PairedComparison, paired_bootstrap
 from tasks.evaluation import selection_outcomes
 from tasks.pools import Pool
 from tasks.registry import get_model, promote
 from tasks.store import Store, StoreError, to_json
-from tasks.verifiers import ScoringSettings
 
 MAJORITY = "majority"
 
@@ -58,28 +58,25 @@ def _method(kind: str) -> str:
     return "orm_best_of_n" if kind == "orm" else "prm_best_of_n"  # prm and implicit score steps
 
 
-def validation_outcomes(store: Store, pools: Sequence[Pool], model_id: str | None, kind: str, n_max_ns: Sequence[int],
-                        aggregation: str, seed: int, scoring: ScoringSettings, implicit_readout: str | None = None,
-                        ) -> tuple[list[float], int]:
+def validation_outcomes(store: Store, pools: Sequence[Pool], model: dict[str, Any] | None, aggregation: str,
+                        config: EvalConfig) -> tuple[list[float], int]:
     """Per-problem selection outcomes over all validation pools, with the N used (each pool's
-    largest usable N; the smallest of those is reported). ``model_id`` None: majority vote.
-    ``implicit_readout``: how an implicit PRM's stored step rewards are read (ignored for other kinds)."""
+    largest usable N; the smallest of those is reported). ``model`` (a ``prm_models`` row) None:
+    majority vote. An implicit PRM's step rewards are read as ``config.implicit_readout``."""
     values: list[float] = []
     used_n = []
-    step_scorer = model_id if model_id and kind != "orm" else None
-    readout = implicit_readout if kind == "implicit" else None
     for pool in pools:
-        if model_id is not None:
-            score_pool(store, pool, get_model(store, model_id), scoring)  # cached: usually nothing to do
-        keys, problems = pool_candidates(store, pool, step_scorer, model_id if kind == "orm" and model_id else None,
-                                         readout)
-        n = usable_ns(n_max_ns, problems)[-1]
+        if model is not None:
+            score_pool(store, pool, model, scoring_settings(config))  # cached: usually nothing to do
+        keys, problems = model_candidates(store, pool, model, config)
+        n = usable_ns(config.ns, problems)[-1]
         used_n.append(n)
-        if model_id is None:
-            values += selection_outcomes(problems, n, keys, "majority", seed=seed)
+        if model is None:
+            values += selection_outcomes(problems, n, keys, "majority", seed=config.seed)
         else:
-            values += selection_outcomes(problems, n, keys, _method(kind), aggregation if step_scorer else None,
-                                         seed=seed)
+            kind = model["kind"]
+            values += selection_outcomes(problems, n, keys, _method(kind), aggregation if kind != "orm" else None,
+                                         seed=config.seed)
     return values, min(used_n)
 
 
@@ -102,13 +99,13 @@ def decide(store: Store, pools: Sequence[Pool], candidate: str, incumbent: str |
         raise StoreError(f"promotion is decided on validation pools, got the test pool {test_pools[0].dataset}/test")
     if not pools:
         raise StoreError("no validation pool: configure eval.validation to decide promotions")
-    kind = get_model(store, candidate)["kind"]
+    model = get_model(store, candidate)
+    kind = model["kind"]
     baseline = incumbent if incumbent not in (None, candidate) else MAJORITY
     aggregation = config.selection_aggregation
-    args = (kind, config.eval.ns, aggregation, config.eval.seed, scoring_settings(config.eval),
-            config.eval.implicit_readout)
-    new, n = validation_outcomes(store, pools, candidate, *args)
-    old, _ = validation_outcomes(store, pools, None if baseline == MAJORITY else baseline, *args)
+    new, n = validation_outcomes(store, pools, model, aggregation, config.eval)
+    old, _ = validation_outcomes(store, pools, None if baseline == MAJORITY else get_model(store, baseline),
+                                 aggregation, config.eval)
     comparison = paired_bootstrap(new, old, confidence=config.promotion_confidence, seed=config.eval.seed)
     decision = Decision(
         kind=kind, candidate=candidate, baseline=baseline, method=_method(kind),

@@ -236,7 +236,7 @@ def paired_vs_majority(store: Store, config: StudyConfig, dataset: str, rows: Se
     """Each verifier row at N = ``selection_n`` minus majority vote on the same candidates of the
     same test problems, with a paired bootstrap (see the module docstring). The per-problem
     outcomes are recomputed from the store and must reproduce the stored accuracies."""
-    from tasks.best_of_n import pool_candidates
+    from tasks.best_of_n import model_candidates
     from tasks.diagnostics import paired_bootstrap
     from tasks.evaluation import selection_outcomes
     from tasks.pools import ensure_generated_pool
@@ -250,10 +250,7 @@ def paired_vs_majority(store: Store, config: StudyConfig, dataset: str, rows: Se
     pool = ensure_generated_pool(store, settings, config.eval, run_id)  # complete: samples nothing
     out = []
     for row in measured:
-        kind = get_model(store, row.model_id)["kind"]
-        step_scorer = None if kind == "orm" else row.model_id
-        keys, problems = pool_candidates(store, pool, step_scorer, row.model_id if kind == "orm" else None,
-                                         config.eval.implicit_readout if kind == "implicit" else None)
+        keys, problems = model_candidates(store, pool, get_model(store, row.model_id), config.eval)
         verifier = selection_outcomes(problems, n, keys, row.method, row.aggregation, seed=config.eval.seed)
         majority = selection_outcomes(problems, n, keys, "majority", seed=config.eval.seed)
         stored = row.by_n[n]
