@@ -29,6 +29,19 @@ from typing import Any
 VARIANTS = ("in-memory", "one-query", "chunked")
 
 
+def fresh_store(workdir: Path, name: str, problems: int, solutions: int, steps: int, rollouts: int
+                ) -> tuple[Path, dict[str, int], float]:
+    """A new synthetic store ``workdir/name`` (a previous one there is removed): its path, table
+    sizes and build seconds. ``prmf bench export`` and ``prmf bench store`` both start here."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / name
+    for stale in (db, db.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    started = time.perf_counter()
+    sizes = build_store(db, problems, solutions, steps, rollouts)
+    return db, sizes, time.perf_counter() - started
+
+
 def build_store(db: Path, problems: int, solutions: int, steps: int, rollouts: int) -> dict[str, int]:
     """The synthetic store (a new file); returns its table sizes."""
     from tasks.store import Store, internal_sql
@@ -49,7 +62,14 @@ def run_variant(variant: str, db: Path, out: Path, problems_per_query: int = 2_0
     import pyarrow.parquet as pq
 
     from tasks.config import ExportConfig
-    from tasks.interchange.export import encode_rows, export_dataset, schema, selected_problems, solution_batches
+    from tasks.interchange.export import (
+        encode_rows,
+        export_dataset,
+        export_params,
+        schema,
+        selected_problems,
+        solution_batches,
+    )
     from tasks.store import Store
 
     if variant not in VARIANTS:
@@ -59,8 +79,6 @@ def run_variant(variant: str, db: Path, out: Path, problems_per_query: int = 2_0
     started = time.perf_counter()
     with Store(db, read_only=True) as store:
         if variant == "in-memory":
-            from tasks.interchange.export import export_params
-
             everything = [row for batch in solution_batches(store, selected_problems(store, config), config,
                                                             export_params(config)) for row in batch]
             stats: Counter = Counter()
@@ -92,13 +110,7 @@ def peak_rss_mb() -> float:
 def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: int,
             problems_per_query: int = 2_000) -> dict[str, Any]:
     """Build the store, then run every variant in a fresh process, baseline (in-memory) first."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "bench-export.duckdb"
-    for stale in (db, db.with_suffix(".duckdb.wal")):
-        stale.unlink(missing_ok=True)
-    started = time.perf_counter()
-    sizes = build_store(db, problems, solutions, steps, rollouts)
-    build_s = time.perf_counter() - started
+    db, sizes, build_s = fresh_store(workdir, "bench-export.duckdb", problems, solutions, steps, rollouts)
     results = []
     for variant in VARIANTS:
         out = workdir / f"out-{variant}"

@@ -70,13 +70,7 @@ def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = ()) -> list
 def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: int, repeats: int = 2,
             skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Build the store in ``workdir``, then time every query under both variants."""
-    from tasks.bench_export import build_store
+    from tasks.bench_export import fresh_store
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "bench-store.duckdb"
-    for stale in (db, db.with_suffix(".duckdb.wal")):
-        stale.unlink(missing_ok=True)
-    started = time.perf_counter()
-    sizes = build_store(db, problems, solutions, steps, rollouts)
-    build_s = time.perf_counter() - started
+    db, sizes, build_s = fresh_store(workdir, "bench-store.duckdb", problems, solutions, steps, rollouts)
     return {"store": {"problems": problems, **sizes}, "build_s": build_s, "results": time_queries(db, repeats, skip)}
