@@ -89,10 +89,24 @@ def test_model_lookup(store, trained_models):
     assert store.scalar("SELECT count(*) FROM prm_models WHERE promoted") == 2
 
 
-def _register_copy(store: Store, source_id: str, new_id: str) -> None:
-    """Register the same checkpoint under another id (a version whose scores a test then sets)."""
-    store.query("INSERT INTO prm_models BY NAME SELECT * REPLACE (? AS model_id, false AS promoted) FROM prm_models "
-                "WHERE model_id = ?", [new_id, source_id])
+def _register_copy(store: Store, source_id: str, new_id: str, kind: str | None = None) -> None:
+    """Register the same checkpoint under another id (a version whose scores a test then sets),
+    as another kind when ``kind`` is given."""
+    store.query("INSERT INTO prm_models BY NAME SELECT * REPLACE (? AS model_id, coalesce(?, kind) AS kind, "
+                "false AS promoted) FROM prm_models WHERE model_id = ?", [new_id, kind, source_id])
+
+
+def majority_wrong_pool(tmp_path, addend: int):
+    """A validation pool file of 10 problems "What is a + addend?" where majority vote is always
+    wrong: two candidates agree on a wrong answer, the third is right (correctness given, so
+    nothing is graded). Each candidate has two steps."""
+    pool_file = tmp_path / "validation.jsonl"
+    pool_file.write_text("\n".join(json.dumps({
+        "question": f"What is {a} + {addend}?", "answer": str(a + addend), "correct": [False, False, True],
+        "responses": [f"{a} + {addend} = {a + addend + 1}\nThe answer is {a + addend + 1}.",
+                      f"{a} + {addend} = {a + addend + 1}\nThe answer is {a + addend + 1}.",
+                      f"{a} + {addend} = {a + addend}\nThe answer is {a + addend}."]}) for a in range(10)) + "\n")
+    return pool_file
 
 
 def _set_scores(store: Store, pool, model_id: str, pick_right: bool) -> None:
@@ -106,13 +120,7 @@ def _set_scores(store: Store, pool, model_id: str, pick_right: bool) -> None:
 
 
 def test_promotion_needs_a_paired_win_on_validation(store, trained_models, tmp_path):
-    # A validation pool of 10 problems where majority vote is always wrong: two candidates agree on
-    # a wrong answer, the third is right (correctness given, so nothing is graded).
-    pool_file = tmp_path / "validation.jsonl"
-    pool_file.write_text("\n".join(json.dumps({
-        "question": f"What is {a} + 5?", "answer": str(a + 5), "correct": [False, False, True],
-        "responses": [f"{a} + 5 = {a + 6}\nThe answer is {a + 6}.", f"{a} + 5 = {a + 6}\nThe answer is {a + 6}.",
-                      f"{a} + 5 = {a + 5}\nThe answer is {a + 5}."]}) for a in range(10)) + "\n")
+    pool_file = majority_wrong_pool(tmp_path, 5)
     config = FactoryConfig(db=store.path, eval={"n_max": 3}, promotion_confidence=0.95)
     pool = import_external_pool(store, pool_file, config.eval, "test")
     base = trained_models["prm"].model_id
@@ -147,17 +155,11 @@ def test_promotion_needs_a_paired_win_on_validation(store, trained_models, tmp_p
 
 
 def test_an_implicit_prm_is_judged_on_its_configured_readout_and_promoted_in_its_own_slot(store, trained_models, tmp_path):
-    # Majority vote is wrong on every problem (two agreeing wrong candidates, one right one).
-    pool_file = tmp_path / "validation.jsonl"
-    pool_file.write_text("\n".join(json.dumps({
-        "question": f"What is {a} + 7?", "answer": str(a + 7), "correct": [False, False, True],
-        "responses": [f"{a} + 7 = {a + 8}\nThe answer is {a + 8}.", f"{a} + 7 = {a + 8}\nThe answer is {a + 8}.",
-                      f"{a} + 7 = {a + 7}\nThe answer is {a + 7}."]}) for a in range(10)) + "\n")
+    pool_file = majority_wrong_pool(tmp_path, 7)
     config = FactoryConfig(db=store.path, eval={"n_max": 3, "implicit_readout": "cumulative"}, promotion_confidence=0.95)
     pool = import_external_pool(store, pool_file, config.eval, "test")
     promote(store, trained_models["prm"].model_id)
-    store.query("INSERT INTO prm_models BY NAME SELECT * REPLACE ('implicit-1' AS model_id, 'implicit' AS kind, "
-                "false AS promoted) FROM prm_models WHERE model_id = ?", [trained_models["prm"].model_id])
+    _register_copy(store, trained_models["prm"].model_id, "implicit-1", kind="implicit")
     # Stored step rewards r_t. Right: [2, -1] (q_t = 2, 1: min 1); wrong: [0.5, 0] (q_t = 0.5, 0.5: min 0.5).
     # Read as q_t (cumulative), min picks the right one; read as r_t (step), min would pick a wrong one (0 > -1).
     store.insert_rows("eval_scores", [
