@@ -722,19 +722,19 @@ def retrain(
 
 @app.command()
 def study(
-    size: Annotated[Optional[list[int]], typer.Option("--size", help="data-scaling slice: the first N problems of the label dataset (repeatable, ascending; default 20, 40, 80)")] = None,
+    size: Annotated[Optional[list[int]], typer.Option("--size", help="data-scaling slice: the first N problems of the label dataset (repeatable, ascending; default 20, 80)")] = None,
     verifier: Annotated[Optional[list[str]], typer.Option("--verifier", help="trained on the largest slice (repeatable): orm | prm-he | prm-se | pav | implicit | oracle (default all)")] = None,
     scaling_verifier: Annotated[Optional[list[str]], typer.Option("--scaling-verifier", help="also trained on every smaller slice (repeatable; default orm, prm-he)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="labelling strategy of the slices (default naive+root: every prefix measured, as SE and PAV need)")] = None,
     solutions: Annotated[Optional[int], typer.Option(help="solutions per labelled problem (default 4)")] = None,
     rollouts: Annotated[Optional[int], typer.Option(help="rollouts per step prefix (default 8)")] = None,
     base_model: Annotated[Optional[str], typer.Option(help="base model of every verifier (default: the embedded SmolLM2)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs of every verifier (default 2)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs of every verifier (default 1)")] = None,
     eval_limit: EvalLimitOption = None,
     validation_limit: Annotated[Optional[int], typer.Option(help="problems per validation pool (default 20)")] = None,
     n_max: Annotated[Optional[int], typer.Option(help="candidates per evaluation problem (default 16)")] = None,
     selection_n: Annotated[Optional[int], typer.Option(help="the N of the headline and of the aggregation choice (default 8)")] = None,
-    processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 50; 0 skips)")] = None,
+    processbench_limit: Annotated[Optional[int], typer.Option(help="ProcessBench samples per split for the largest slice's step verifiers (default 20; 0 skips)")] = None,
     beam_verifier: Annotated[Optional[str], typer.Option(help="the step verifier that guides beam search on the test pool: best (highest best-of-N on validation; default) | none | prm-he | prm-se | pav | implicit | oracle")] = None,
     beam_width: Annotated[Optional[list[int]], typer.Option("--beam-width", help="beam widths B of that search (repeatable; default eval.beam.widths: 1, 2, 4)")] = None,
     pool: Annotated[Optional[list[Path]], typer.Option("--pool", help="an external candidate pool (JSONL, as prmf eval --pool) the largest slice's verifiers are also evaluated on (repeatable)")] = None,

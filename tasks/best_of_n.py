@@ -30,7 +30,7 @@ from tasks.pools import FILE_SCORES, Pool, ensure_generated_pool, import_externa
 from tasks.progress import progress
 from tasks.registry import find_model
 from tasks.store import Store, StoreError, internal_sql
-from tasks.verifiers import ScoringSettings, Verifier, load_verifier
+from tasks.verifiers import ScoringSettings, Verifier, load_verifier, score_distinct
 from tasks.verifiers.implicit import apply_readout, with_readout
 
 
@@ -94,9 +94,10 @@ def score_pool(store: Store, pool: Pool, model: dict[str, Any], scoring: Scoring
     missing = [m for m in missing if m["problem_id"] in wanted]
     if not missing:
         return 0
-    with store.released(), progress(f"scoring {pool.dataset} with {model['model_id']}", len(missing)) as advance:
+    items = [(m["question"], tuple(json.loads(m["steps"]))) for m in missing]
+    with store.released(), progress(f"scoring {pool.dataset} with {model['model_id']}", len(set(items))) as advance:
         verifier = with_readout(cached_verifier(model["path"], scoring), "step")
-        scores = verifier.score_many([(m["question"], json.loads(m["steps"])) for m in missing], advance)
+        scores = score_distinct(verifier, items, advance)
     rows = [{"model_id": model["model_id"], "pool_id": pool.pool_id, "problem_id": m["problem_id"],
              "candidate_index": m["candidate_index"], "step_scores": list(s.step_scores), "truncated": s.truncated}
             for m, s in zip(missing, scores)]

@@ -202,3 +202,20 @@ def test_cli_eval_pool_reports_bad_lines_and_prints_the_table(db, tmp_path):
 
     missing = runner.invoke(app, ["eval", "--pool", str(tmp_path / "nope.jsonl"), "--db", str(db)])
     assert missing.exit_code == 2 and "nope.jsonl: pool file not found" in missing.stderr
+
+
+def test_repeated_candidates_are_scored_once_with_the_scores_they_get_alone(trained_models):
+    from tasks.verifiers import load_verifier, score_distinct
+
+    verifier = load_verifier(trained_models["prm"].path)
+    a = ("What is 2 + 3?", ["2 + 3 = 5", "The answer is 5."])
+    b = ("What is 2 + 3?", ["2 + 3 = 6", "The answer is 6."])
+    c = ("What is 4 + 4?", ["2 + 3 = 5", "The answer is 5."])  # a's steps, another question
+    scored: list[int] = []
+    scores = score_distinct(verifier, [a, b, a, c, b, a], scored.append)
+    assert sum(scored) == 3  # a, b and c once each
+    alone = [verifier.score_many([item])[0] for item in (a, b, c)]
+    for got, i in zip(scores, (0, 1, 0, 2, 1, 0)):
+        assert got.step_scores == pytest.approx(alone[i].step_scores, abs=1e-5)
+    assert scores[0].step_scores != scores[3].step_scores  # the question is part of what is scored
+    assert score_distinct(verifier, []) == []

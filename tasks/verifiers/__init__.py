@@ -9,9 +9,10 @@ from tasks.verifiers.base import (
     load_verifier,
     read_metadata,
     register_verifier,
+    score_distinct,
 )
 from tasks.verifiers.implicit import ImplicitPRM  # noqa: F401  (registers the implicit kind)
 from tasks.verifiers.step_tag import StepTagVerifier  # noqa: F401  (registers the prm and orm kinds)
 
 __all__ = ["VERIFIER_METADATA", "ScoringSettings", "SolutionScores", "StepTagVerifier", "Verifier", "VerifierError",
-           "load_verifier", "read_metadata", "register_verifier"]
+           "load_verifier", "read_metadata", "register_verifier", "score_distinct"]

@@ -82,6 +82,21 @@ class ScoringSettings:
     dtype: str | None = None
 
 
+def score_distinct(verifier: Verifier, items: Sequence[Item],
+                   advance: Callable[[int], None] | None = None) -> list[SolutionScores]:
+    """``verifier.score_many(items)``, each distinct (question, steps) scored once.
+
+    A pool sampled from a small model repeats itself: 16 arith candidates per problem held 7.6
+    distinct solutions on average (304 of 640), so scoring each once halves evaluation.
+    ``advance`` counts distinct items.
+    """
+    first: dict[tuple[str, tuple[str, ...]], int] = {}
+    slots = [first.setdefault((question, tuple(steps)), len(first)) for question, steps in items]
+    distinct = [(question, list(steps)) for question, steps in first]
+    scores = verifier.score_many(distinct, advance) if distinct else []
+    return [scores[slot] for slot in slots]
+
+
 _LOADERS: dict[str, Callable[[Path, dict[str, Any], ScoringSettings], Verifier]] = {}
 
 
