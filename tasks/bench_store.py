@@ -3,9 +3,10 @@
 A synthetic labelled store (``sql/internal/bench_export_store.sql``: problems x solutions x steps,
 every non-final prefix rolled out) is queried twice on one read-only connection:
 
-* ``by-rollouts`` (the baseline): ``step_estimates`` as before migration 014, counting every
-  unit's rollouts on every query (``sql/internal/bench_store_estimates_by_rollouts.sql``, a TEMP
-  view that shadows the store's for this connection only);
+* ``by-rollouts`` (the baseline): ``step_estimates`` and the ``step_advantages`` macro as before
+  they read the units' counts, counting every unit's rollouts on every query
+  (``sql/internal/bench_store_{estimates,advantages}_by_rollouts.sql``, a TEMP view and a TEMP
+  macro that shadow the store's for this connection only);
 * ``unit-counts`` (what the store does): summing each unit's ``(n, k)``, written with its rollouts.
 
 Every saved query (``sql/queries``) and the two the issue measured (``count(*)`` of
@@ -49,6 +50,7 @@ def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = ()) -> list
         for variant in reversed(VARIANTS):  # the store's own views first, then the shadowing baseline
             if variant == "by-rollouts":
                 store.con.execute(internal_sql("bench_store_estimates_by_rollouts"))
+                store.con.execute(internal_sql("bench_store_advantages_by_rollouts"))
             for name, sql in queries.items():
                 best, rows = float("inf"), None
                 for _ in range(repeats):

@@ -13,11 +13,10 @@
 -- evaluation that rolled out the same prefixes (a separate prover model or sampling), named
 -- completer@hash(sampling)/N. tasks/labelling/advantages.py holds the same formulas in Python.
 CREATE OR REPLACE MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
-WITH prefix_values AS (
+WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (migration 014)
     SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root, u.completer_model, u.params, u.budget,
-           count(*) AS n, count(*) FILTER (WHERE r.correct) AS c
+           sum(u.n)::BIGINT AS n, sum(u.k)::BIGINT AS c
     FROM work_units u
-    JOIN rollouts r USING (unit_id)
     WHERE u.strategy = 'math_shepherd'
     GROUP BY ALL
 ), evaluations AS (  -- which evaluations rolled out some prefix of each problem
