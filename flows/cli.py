@@ -231,6 +231,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
             continue
         table.add_row(label, _fmt(value))
     console.print(table)
+    for shard in summary.get("shards", []):
+        console.print(f"shard {shard['shard']}: {shard['problems']} problems, {shard['units_labelled']} prefixes "
+                      f"and {shard['rollouts']} rollouts stored, on {shard['host']} (pid {shard['pid']})")
     if summary.get("growth"):
         console.print(f"growth: {summary['growth'].describe()}", soft_wrap=True)
 
@@ -303,6 +306,10 @@ def label(
     step_format: StepFormatOption = None,
     lease_s: Annotated[Optional[float], typer.Option(help=f"work lease in seconds for concurrent runners (default {_D.lease_s:.0f})")] = None,
     retrain_threshold: Annotated[Optional[int], typer.Option(help="labelled steps since the promoted PRM that make retraining due (default $PRMF_RETRAIN_THRESHOLD_STEPS or 500)")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (default): this process | ray: shards on a Ray cluster through Prefect's Ray task runner")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="ray: the cluster (host:6379, ray://host:10001 or auto; default: a Ray instance of this run's own on 127.0.0.1)")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="ray: shards the problems are split into (default: shards-per-gpu per GPU, or one per 2 CPUs)")] = None,
+    shards_per_gpu: Annotated[Optional[int], typer.Option(help="ray: shards sharing one GPU (default 1)")] = None,
     config_file: ConfigOption = None,
     show_config: ShowConfigOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the run summary as JSON (for scripts)")] = False,
@@ -320,6 +327,8 @@ def label(
         "retrain_threshold_steps": retrain_threshold, "generation.temperature": temperature, "generation.max_tokens": max_tokens,
         "rollout.temperature": rollout_temperature, "rollout.max_tokens": rollout_max_tokens,
         "generator.model": generator, "generator.backend": generator_backend,
+        "executor.kind": executor, "executor.ray_address": ray_address, "executor.shards": shards,
+        "executor.shards_per_gpu": shards_per_gpu,
     }
 
     def completer_flags(data: dict[str, Any]) -> None:
@@ -1247,8 +1256,8 @@ def bench_store(
     workdir: Annotated[Path, typer.Option(help="where the synthetic store is written")] = Path("bench-store"),
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
-    """Every saved query on a synthetic store, with step_estimates summing the units' stored (n, k) vs
-    counting every rollout (the view before migration 014): seconds side by side, same rows checked."""
+    """Every saved query on a synthetic store, with step_estimates and step_advantages summing the units'
+    stored (n, k) vs counting every rollout (as before): seconds side by side, same rows checked."""
     from tasks.bench_store import compare
 
     try:

@@ -22,6 +22,9 @@ from tasks.ingest import select_problems_task
 from tasks.models import prepare_model
 from tasks.runs import recorded_run, summarize_run_task
 from tasks.labelling import LabelSummary, label_task
+from tasks.labelling.shards import (ShardSummary, label_shard_task, merge_summaries, partition, shard_count,
+                                    shard_resources, shard_row)
+from tasks.ray_cluster import ray_cluster_resources, ray_task_runner, remote_options
 
 
 def _run_name() -> str:
@@ -34,6 +37,23 @@ def _run_name() -> str:
     return f"label-{name}{cursor}-m{config.get('solutions', 4)}-n{config.get('rollouts', 8)}"
 
 
+@flow(name="label-shards", flow_run_name="label-shards-{run_id}", log_prints=True)
+def label_shards(problem_ids: list[str], config: LabelConfig, run_id: str) -> list[ShardSummary]:
+    """The problems as shards on the Ray cluster this flow's task runner is connected to."""
+    cluster = ray_cluster_resources()
+    shards = shard_count(config.executor, cluster)
+    parts = partition(problem_ids, shards)
+    print(f"{len(problem_ids)} problems in {shards} shards {[len(p) for p in parts]} on a Ray cluster with "
+          f"{cluster.get('CPU', 0):g} CPUs and {cluster.get('GPU', 0):g} GPUs")
+    with remote_options(**shard_resources(config.executor, cluster)):
+        futures = [label_shard_task.submit(part, config, run_id, i, shards) for i, part in enumerate(parts) if part]
+    return [future.result() for future in futures]
+
+
+def label_on_ray(problem_ids: list[str], config: LabelConfig, run_id: str) -> list[ShardSummary]:
+    return label_shards.with_options(task_runner=ray_task_runner(config.executor))(problem_ids, config, run_id)
+
+
 @flow(name="label", flow_run_name=_run_name, log_prints=True)
 def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
     """Sample solutions for a dataset slice and label every step prefix Math-Shepherd style."""
@@ -43,7 +63,11 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
         prepare_model(model)  # converts the embedded model on first use; fails fast on a bad path
     with recorded_run(db, "label", config) as run_id:
         selected = select_problems_task(config, run_id)
-        if selected.problem_ids:
+        shards: list[ShardSummary] = []
+        if selected.problem_ids and config.executor.kind == "ray":
+            shards = label_on_ray(selected.problem_ids, config, run_id)
+            generated, labelled = merge_summaries(shards)
+        elif selected.problem_ids:
             generated = generate_task(selected.problem_ids, config, run_id)
             labelled = label_task(selected.problem_ids, config, run_id)
         else:  # an exhausted cursor: nothing to label, and no engine to start for it
@@ -55,4 +79,4 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
     growth = signal_growth_task(db, run_id, selected, config.retrain_threshold_steps)
     print(growth.describe())  # the run's log in the UI
     summary = summarize_run_task(config, run_id, selected, generated, labelled, time.perf_counter() - started)
-    return {**summary, "growth": growth}
+    return {**summary, "growth": growth, **({"shards": [shard_row(s) for s in shards]} if shards else {})}

@@ -271,6 +271,29 @@ class DatasetSettings(_Strict):
         return self
 
 
+class ExecutorSettings(_Strict):
+    """Where a label run computes: in this process, or as shards on a Ray cluster through Prefect's
+    Ray task runner (each shard a Prefect task run with its own completer)."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: one process (the embedded default) | ray: shards on a Ray cluster")
+    ray_address: str | None = Field(
+        None,
+        description="the Ray cluster: None starts a Ray instance on this machine (127.0.0.1) for the run; 'auto' "
+        "joins the cluster this machine belongs to; host:6379 or ray://host:10001 names one (env RAY_ADDRESS)",
+    )
+    shards: int | None = Field(
+        None, ge=1,
+        description="shards the pending problems are split into (a deterministic partition by problem id); "
+        "None: shards_per_gpu per GPU in the cluster, or one per 2 CPUs on a cluster without GPUs",
+    )
+    shards_per_gpu: int = Field(
+        1, ge=1, description="shards that share one GPU (each asks Ray for 1/shards_per_gpu of a GPU)")
+    cpus_per_shard: float = Field(1.0, gt=0, description="CPUs each shard asks Ray for")
+    shard_retries: int = Field(
+        2, ge=0, description="times Ray reruns a shard whose worker died (stored units are skipped on a rerun)")
+
+
 class LabelConfig(_Strict):
     """Math-Shepherd step labelling: M solutions per problem, N rollouts per step prefix."""
 
@@ -308,6 +331,9 @@ class LabelConfig(_Strict):
     )
     grader_workers: int = Field(2, ge=1, description="math-verify worker processes")
     grader_timeout_s: float = Field(5.0, gt=0, description="per-answer grading time limit")
+    executor: ExecutorSettings = Field(
+        default_factory=ExecutorSettings,
+        description="local (default) or shards on a Ray cluster (infra/OPERATIONS.md, 'Scale-out')")
     retrain_threshold_steps: int = Field(
         default_factory=default_retrain_threshold, ge=1,
         description="retraining is due once this many labelled steps (fully labelled solutions, outside test "

@@ -76,3 +76,21 @@ def test_factory_deployment_is_scheduled_and_its_parameters_validate():
     assert trigger["parameters"] == {"config": "{{ event.payload.retrain_config }}"}
     pools = {d["work_pool"]["name"] for d in spec["deployments"]}
     assert pools == {"prmf"} and "--pool\", \"prmf\"" in (REPO / "infra" / "compose.gpu.yaml").read_text()
+
+
+def test_ray_cluster_file_starts_the_project_with_ray_and_keeps_the_dashboard_local():
+    """`ray up` cannot run here, so the cluster file's structure is checked instead."""
+    cluster = yaml.safe_load((REPO / "infra" / "ray-cluster.yaml").read_text())
+    assert cluster["provider"]["type"] == "local" and cluster["provider"]["head_ip"]
+    assert {"cluster_name", "auth", "setup_commands", "head_start_ray_commands", "worker_start_ray_commands"} <= set(cluster)
+    install = " ".join(cluster["setup_commands"])
+    assert ".[gpu,ray]" in install  # the GPU vLLM build, ray and prefect-ray
+    [head_start] = [c for c in cluster["head_start_ray_commands"] if "--head" in c]
+    assert "--dashboard-host=127.0.0.1" in head_start and "HF_HUB_OFFLINE=1" in head_start
+    assert all("HF_HUB_OFFLINE=1" in c for c in cluster["worker_start_ray_commands"] if " start " in c)
+    # The file store keeps every shard on one machine: no workers until the store is shared.
+    assert cluster["provider"]["worker_ips"] == [] and cluster["max_workers"] == 0
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("prefect-ray==") for r in extras["ray"]) and any(r.startswith("ray[default]==") for r in extras["ray"])

@@ -266,5 +266,5 @@ def test_stage_keys_of_the_default_study_stay_put(tmp_path):
 
     config = StudyConfig(db=tmp_path / "s.duckdb")
     assert label_key(config, 80) == "7f58d62a06f84d3e"
-    assert train_key(config, 80, "implicit") == "81f282cda7549d75"
+    assert train_key(config, 80, "implicit") == "876fbfc48f1f78c5"
     assert eval_key(config, "m1", "m2") == "1868d08a9201d64a"

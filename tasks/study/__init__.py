@@ -30,7 +30,7 @@ from tasks.config import STUDY_VERIFIERS, EvalConfig, LabelConfig, ProcessBenchC
 from tasks.store import Store, internal_sql, to_json
 
 #: Settings that do not change a stage's result (where files go, how batches are cut).
-_IGNORED = {"db", "models_dir", "plot", "retrain_threshold_steps", "batch_prefixes", "lease_s", "grader_workers",
+_IGNORED = {"db", "models_dir", "plot", "retrain_threshold_steps", "batch_prefixes", "lease_s", "grader_workers", "executor",
             "score_batch_size", "score_batch_tokens"}
 
 
