@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import contextlib
 import json
 import os
 import shlex
@@ -339,7 +340,10 @@ def label(
     config = _config(LabelConfig, config_file, overrides, completer_flags, show_config)
     try:
         _check_models(config)
-        summary = _run_label(config)
+        # --json: stdout carries the summary only; what the run prints (Ray's worker messages
+        # among them) goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            summary = _run_label(config)
     except _user_errors() as exc:
         _fail(str(exc))
     finally:

@@ -24,6 +24,8 @@ from tasks.doctor import check_store
 from tasks.store import Store, StoreError
 
 RAY = Path(sys.executable).with_name("ray")
+# A loopback-only test cluster without token authentication, whatever ~/.ray holds.
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def test_shards_are_a_fixed_partition_by_problem_id():
@@ -60,7 +62,7 @@ def ray_cluster():
     """A Ray head and a second node on this machine, 1 CPU each, bound to 127.0.0.1."""
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = RAY_ENV
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--object-store-memory=100000000",
               "--disable-usage-stats"]
     try:
@@ -107,7 +109,7 @@ def _shard_workers() -> list[int]:
 def test_shards_on_a_ray_cluster_store_each_unit_once_even_when_a_worker_dies(ray_cluster, tmp_path):
     db = tmp_path / "store.duckdb"
     # No Prefect server: the run's ephemeral API, which the shards in the Ray workers report to.
-    env = {**os.environ, "PRMF_DB": str(db), "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": ""}
+    env = {**RAY_ENV, "PRMF_DB": str(db), "PREFECT_HOME": str(tmp_path / "prefect"), "PRMF_FAULT": ""}
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "6", "-m", "2",
                "-n", "2", "--batch-prefixes", "3", "--max-tokens", "64", "--rollout-max-tokens", "24", "--executor",
