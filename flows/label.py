@@ -4,7 +4,9 @@ Run it with ``prmf label`` (progress bar and summary table) or as a Prefect depl
 step is idempotent, so rerunning the same flow resumes where a previous run stopped. With
 ``dataset.select = "next"`` the run takes the next problems not yet labelled (a data cursor) and
 says so plainly when the source is exhausted. The last step emits the ``prmf.label.completed``
-event that the retrain trigger listens to (``tasks/growth.py``).
+event that the retrain trigger listens to (``tasks/growth.py``). With ``executor.kind = "ray"``
+generate and label run as shards on a Ray cluster (the ``label-shards`` subflow on Prefect's Ray
+task runner), each shard a task run with its own completer.
 """
 
 from __future__ import annotations
