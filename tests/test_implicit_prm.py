@@ -292,4 +292,6 @@ def test_implicit_accumulated_micro_batches_give_the_whole_batch_gradient(base, 
     for micro in (1, 3) if loss == "ce" else (1,):
         micro_loss, accumulated = _implicit_gradient(base, loss, micro)
         assert micro_loss == pytest.approx(whole_loss, rel=1e-5)
-        assert ((accumulated - whole).norm() / whole.norm()).item() < 1e-5, micro
+        # fp32 sums in another order: 1.7e-5 measured on this machine's CPU on 2026-11-27 (under
+        # 1e-5 before); a wrong accumulation (a missing 1/k scale) is off by tens of percent.
+        assert ((accumulated - whole).norm() / whole.norm()).item() < 1e-4, micro
