@@ -727,7 +727,7 @@ class StudyConfig(_Strict):
     )
     train: TrainConfig = Field(default_factory=_study_train,
                                description="training settings of every verifier (kind, target and slice set per "
-                               "verifier; default: 1 epoch, which keeps the default study near an hour on 2 cores); "
+                               "verifier; default: 1 epoch, half the training time of 2); "
                                "on a GPU raise epochs and use a larger base model here")
     eval: EvalConfig = Field(
         default_factory=_study_eval,
