@@ -26,7 +26,7 @@ VARIANTS: dict[str, dict] = {
     "eager": {"settings": {"enforce_eager": True}, "env": {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}},
     # What prmf uses on CPU (ModelSettings defaults): both of the above, dtype auto.
     "prmf-default": {"settings": {}, "env": {}},
-    # The weights' dtype, forced: dtype auto picks fp32 on a CPU without AVX-512, bf16 otherwise.
+    # The weights' dtype, forced: dtype auto picks fp32 on a CPU without native bf16 (AVX512-BF16, AMX), bf16 otherwise.
     "bf16": {"settings": {"dtype": "bfloat16"}, "env": {}},
     "fp32": {"settings": {"dtype": "float32"}, "env": {}},
     # prmf-default with a seed per request, as the factory samples (SamplingSettings.seed): what

@@ -42,6 +42,11 @@ class CompleterError(RuntimeError):
     """A completer that cannot serve (engine failed to start, server unreachable, ...)."""
 
 
+class EngineStartError(CompleterError):
+    """The engine did not start. Never an out-of-memory to ride out by halving the batch: the
+    engine's own memory (weights, KV cache) does not depend on the batch."""
+
+
 # "could not create a primitive": oneDNN (bf16 matmuls on CPU) failing to allocate.
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "outofmemoryerror",
                 "could not create a primitive")
@@ -49,6 +54,8 @@ _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memor
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """An engine error caused by memory (CUDA OOM, a failed CPU allocation, a server's OOM reply)."""
+    if isinstance(exc, EngineStartError):
+        return False
     try:
         import torch
 
@@ -167,25 +174,28 @@ class _TemplatedCompleter:
 
 def engine_dtype(setting: str, on_cpu: bool, cpuinfo: str | None = None) -> str:
     """The dtype an engine loads weights in: ``setting``, or for ``auto`` bfloat16, except float32
-    on a CPU without AVX-512: there bf16 has no fast matmul path (measured on a 2-core AVX2 EPYC:
-    11.4 vs 59.7 rollout tokens/s, `prmf bench engine --variants bf16,fp32`)."""
+    on a CPU without native bf16 arithmetic (AVX512-BF16 or AMX-BF16): there bf16 matmuls are
+    emulated and several times slower, with or without AVX-512 (`prmf bench engine --variants
+    bf16,fp32`: 11.4 vs 59.7 rollout tokens/s on a 2-core AVX2 EPYC, 35.4 vs 118.8 on a 2-core
+    AVX-512 Xeon without AVX512-BF16), and their rounding depends on the batch."""
     if setting != "auto":
         return setting
-    if on_cpu and not cpu_has_avx512(cpuinfo):
+    if on_cpu and not cpu_has_native_bf16(cpuinfo):
         return "float32"
     return "bfloat16"
 
 
-def cpu_has_avx512(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has AVX-512, from ``/proc/cpuinfo`` (``cpuinfo``: its text); True where it
-    cannot be read (not Linux), which keeps bfloat16."""
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes in bf16 natively (``avx512_bf16`` or ``amx_bf16``), from
+    ``/proc/cpuinfo`` (``cpuinfo``: its text); True where it cannot be read (not Linux), which
+    keeps bfloat16."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return True
     flags = next((line.split(":", 1)[-1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "avx512f" in flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def vllm_engine_args(settings: ModelSettings, resolved: ResolvedModel, on_cpu: bool) -> dict:
@@ -289,11 +299,22 @@ class VLLMCompleter(_TemplatedCompleter):
             # core is faster (`prmf bench engine`, 2 cores: 1.84x rollout tokens/s). An explicit
             # VLLM_CPU_NUM_OF_RESERVED_CPU in the environment still wins.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        guard_descendants()  # a killed run must not leave its engine processes behind
-        try:
-            self.llm = LLM(**kwargs)
-        except Exception as exc:  # vLLM raises many types; the cause is in its log above
-            raise CompleterError(f"vLLM engine for {resolved.path} failed to start: {exc}") from exc
+        self._engine_args = kwargs
+        self._llm: LLM | None = None
+
+    @property
+    def llm(self):
+        """The engine, started on first use: a run with nothing left to do (a rerun, an exhausted
+        source) never pays the engine's start (tens of seconds on CPU)."""
+        if self._llm is None:
+            from vllm import LLM
+
+            guard_descendants()  # a killed run must not leave its engine processes behind
+            try:
+                self._llm = LLM(**self._engine_args)
+            except Exception as exc:  # vLLM raises many types; the cause is in its log above
+                raise EngineStartError(f"vLLM engine for {self.resolved.path} failed to start: {exc}") from exc
+        return self._llm
 
     def complete(self, prompts: Sequence[str], n: int, sampling: SamplingSettings,
                  seeds: Sequence[int] | None = None) -> list[list[Completion]]:
@@ -326,7 +347,9 @@ class VLLMCompleter(_TemplatedCompleter):
         ]
 
     def close(self) -> None:
-        shutdown = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if self._llm is None:
+            return
+        shutdown = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
         if shutdown is not None and hasattr(shutdown, "shutdown"):
             shutdown.shutdown()
 

@@ -95,8 +95,8 @@ class ModelSettings(_Strict):
     tokenizer: str | None = Field(None, description="tokenizer for chat templates (default: the model)")
     dtype: str = Field(
         "auto",
-        description="weights dtype for vllm/hf; auto: bfloat16, except float32 on a CPU without AVX-512, where "
-        "bf16 matmuls are ~5x slower (`prmf bench engine --variants bf16,fp32`)",
+        description="weights dtype for vllm/hf; auto: bfloat16, except float32 on a CPU without native bf16 "
+        "(AVX512-BF16 or AMX), where bf16 matmuls are 3-6x slower (`prmf bench engine --variants bf16,fp32`)",
     )
     max_model_len: int = Field(2048, ge=256, description="context length the engine reserves for")
     kv_cache_gib: float | None = Field(

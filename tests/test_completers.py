@@ -9,10 +9,12 @@ from pydantic import ValidationError
 from flows.label import label
 from tasks.completers import (
     CompleterError,
+    EngineStartError,
     HFCompleter,
     OpenAICompleter,
     VLLMCompleter,
     check_cpu_parallelism,
+    is_out_of_memory,
     vllm_engine_args,
 )
 from tasks.config import LabelConfig, ModelSettings, SamplingSettings
@@ -144,6 +146,23 @@ def test_seeded_requests_on_a_chunked_prefill_cpu_engine_are_refused_before_they
     completer.seeds_crash = True
     with pytest.raises(CompleterError, match="needs chunked_prefill off"):
         completer.complete(["x"], 1, SHORT, [1])
+
+
+def test_an_engine_that_fails_to_start_is_not_an_out_of_memory_to_halve():
+    # vLLM's start errors often say "out of memory" (weights or KV cache do not fit); halving the
+    # batch cannot help, so complete_adaptive must not retry it per half.
+    assert is_out_of_memory(CompleterError("CUDA out of memory"))
+    assert not is_out_of_memory(EngineStartError("vLLM engine failed to start: CUDA out of memory"))
+
+
+def test_a_vllm_completer_starts_its_engine_only_when_asked_to_complete():
+    # A rerun with nothing pending builds its completers but never completes: it must not pay
+    # for an engine (or leave engine processes behind).
+    settings = ModelSettings()
+    completer = VLLMCompleter(settings, resolve_model(settings.model))
+    assert completer.chat_prompt([{"role": "user", "content": "1 + 1?"}]).endswith("assistant\n")
+    assert completer._llm is None
+    completer.close()
 
 
 @pytest.fixture(scope="module")
@@ -298,13 +317,18 @@ def test_openai_backend_labels_through_a_server(vllm_server, engine, prefect_har
         assert store.scalar("SELECT count(*) FROM step_estimates WHERE NOT from_final_answer") == prefixes
 
 
-def test_engine_dtype_auto_avoids_bf16_on_cpus_without_avx512():
+def test_engine_dtype_auto_avoids_bf16_on_cpus_without_native_bf16():
     from tasks.completers import engine_dtype
 
     avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx f16c avx2 fma\n"  # this project's 2-core EPYC (2026-11-26)
-    avx512 = "processor\t: 0\nflags\t\t: fpu sse avx avx2 avx512f avx512bw avx512_bf16\n"
+    # The 2-core Xeon of 2026-11-27: AVX-512 but no AVX512-BF16 (bf16 3.4x slower than fp32 there).
+    avx512_only = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_vbmi2\n"
+    avx512_bf16 = "processor\t: 0\nflags\t\t: fpu sse avx avx2 avx512f avx512bw avx512_bf16\n"
+    amx = "processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"
     assert engine_dtype("auto", on_cpu=True, cpuinfo=avx2) == "float32"
-    assert engine_dtype("auto", on_cpu=True, cpuinfo=avx512) == "bfloat16"
+    assert engine_dtype("auto", on_cpu=True, cpuinfo=avx512_only) == "float32"
+    assert engine_dtype("auto", on_cpu=True, cpuinfo=avx512_bf16) == "bfloat16"
+    assert engine_dtype("auto", on_cpu=True, cpuinfo=amx) == "bfloat16"
     assert engine_dtype("auto", on_cpu=False, cpuinfo=avx2) == "bfloat16"  # GPUs: bf16 as before
     assert engine_dtype("bfloat16", on_cpu=True, cpuinfo=avx2) == "bfloat16"  # an explicit setting wins
-    assert engine_dtype("auto", on_cpu=True, cpuinfo="flags\t: avx512fx\n") == "float32"  # whole flags only
+    assert engine_dtype("auto", on_cpu=True, cpuinfo="flags\t: avx512_bf16x\n") == "float32"  # whole flags only
