@@ -191,8 +191,14 @@ def _rows(
     task_run_name="generate-{config.dataset.name}-m{config.solutions}",
 )
 def generate_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> GenerationSummary:
-    # Retrying is safe: finished requests are stored and skipped on the next attempt. The engine
-    # starts before the store is opened: other runners need the file meanwhile.
+    # Retrying is safe: finished requests are stored and skipped on the next attempt.
+    return run_generation(problem_ids, config, run_id)
+
+
+def run_generation(problem_ids: list[str], config: LabelConfig, run_id: str) -> GenerationSummary:
+    """:func:`generate_solutions` with the process's generator and the configured store. The
+    engine starts on its first request, with the store released (other runners need the file
+    meanwhile); an engine error discards it, so a retry gets a fresh one."""
     with (
         completer_session(config.generator, not_engine_errors=(StoreError,)) as completer,
         Store(config.db) as store,

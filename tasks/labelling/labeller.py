@@ -501,8 +501,14 @@ def _compute_units(store: Store, labeller: Labeller, grader: Grader, pending: li
     task_run_name="label-{config.dataset.name}-{config.strategy}-n{config.rollouts}",
 )
 def label_task(problem_ids: list[str], config: LabelConfig, run_id: str) -> LabelSummary:
-    # Retrying is safe: stored units are skipped on the next attempt. The engine starts before
-    # the store is opened: a start takes tens of seconds and other runners need the file.
+    # Retrying is safe: stored units are skipped on the next attempt.
+    return run_labelling(problem_ids, config, run_id)
+
+
+def run_labelling(problem_ids: list[str], config: LabelConfig, run_id: str) -> LabelSummary:
+    """:func:`label_solutions` with the process's completer and the configured store. The engine
+    starts on its first request, with the store released (a start takes tens of seconds and other
+    runners need the file); an engine error discards it, so a retry gets a fresh one."""
     with (
         completer_session(config.completer_settings, not_engine_errors=(StoreError,)) as completer,
         Store(config.db) as store,

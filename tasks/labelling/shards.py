@@ -21,11 +21,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.completers import close_completers, completer_session
+from tasks.completers import close_completers
 from tasks.config import ExecutorSettings, LabelConfig
-from tasks.generation import GenerationSummary, generate_solutions
-from tasks.labelling.labeller import LabelSummary, label_solutions
-from tasks.store import Store, StoreError
+from tasks.generation import GenerationSummary, run_generation
+from tasks.labelling.labeller import LabelSummary, run_labelling
 
 #: Environment a shard's worker needs from the process that started the run (a Ray cluster's
 #: workers do not inherit it): the store and models settings, Prefect's API, offline hub flags.
@@ -96,19 +95,10 @@ def shard_row(summary: ShardSummary) -> dict[str, Any]:
 
 def label_shard(problem_ids: list[str], config: LabelConfig, run_id: str, shard: int, shards: int) -> ShardSummary:
     """Generate and label one shard's problems, as the local flow does for the whole run. The
-    engines start before the store is opened (other shards need the file meanwhile) and are shut
-    down at the end: a long-lived Ray worker must not keep holding its GPU."""
+    engines are shut down at the end: a long-lived Ray worker must not keep holding its GPU."""
     try:
-        with (
-            completer_session(config.generator, not_engine_errors=(StoreError,)) as completer,
-            Store(config.db) as store,
-        ):
-            generated = generate_solutions(store, problem_ids, config, run_id, completer)
-        with (
-            completer_session(config.completer_settings, not_engine_errors=(StoreError,)) as completer,
-            Store(config.db) as store,
-        ):
-            labelled = label_solutions(store, problem_ids, config, run_id, completer)
+        generated = run_generation(problem_ids, config, run_id)
+        labelled = run_labelling(problem_ids, config, run_id)
     finally:
         close_completers()
     return ShardSummary(shard, shards, len(problem_ids), generated, labelled, socket.gethostname(), os.getpid())
