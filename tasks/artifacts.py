@@ -7,6 +7,7 @@ Keys are stable per subject (``eval-arith-test``), so the UI keeps a history per
 from __future__ import annotations
 
 import base64
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from tasks.best_of_n import (
 from tasks.ingest import IngestSummary
 from tasks.progress import artifact_key
 from tasks.promotion import Decision
+from tasks.lake import redact
 from tasks.store import Store
 
 
@@ -103,10 +105,10 @@ def publish_label_stats(store: Store) -> None:
     create_table_artifact([{k: _plain(v) for k, v in row.items()} for row in rows], key="label-stats",
                           description="per dataset: problems, solutions, steps, rollouts, HE/SE rates, "
                                       "agreement with gold step labels, generated tokens and tokens/s")
-    path = store.path.resolve()
+    path = shlex.quote(redact(store.absolute_location))
     create_markdown_artifact("\n".join([
-        "# The DuckDB store", "", f"`{path}`", "",
-        "Query it while flows run (they hold the file only between batches):", "", "```bash",
+        "# The DuckLake store" if store.lake else "# The DuckDB store", "", f"`{path}`", "",
+        "Query it while flows run (they hold the file only between batches; a lake at any time):", "", "```bash",
         f"prmf query label_stats --db {path}",
         f"prmf query gold_agreement --db {path}",
         f"prmf query models --db {path}",

@@ -299,7 +299,7 @@ class LabelConfig(_Strict):
 
     _partial_fields = ("generation", "rollout")
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store: a DuckDB file or a ducklake: location (env PRMF_DB)")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     solutions: int = Field(4, ge=1, description="M: solutions sampled per problem (one request, n=M)")
     rollouts: int = Field(8, ge=1, description="N: rollouts per step prefix")
@@ -377,7 +377,7 @@ class LoraSettings(_Strict):
 class TrainConfig(_Strict):
     """Train a process (or outcome) reward model from the labels in the store."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the labels (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store with the labels: a DuckDB file or a ducklake: location (env PRMF_DB)")
     kind: Literal["prm", "orm", "implicit"] = Field(
         "prm", description="prm: a score per step; orm: one score per solution; implicit: an implicit PRM (Yuan et al. "
         "2024), trained on solution correctness only, its step rewards beta * log(pi/pi_ref) summed over each step's "
@@ -527,7 +527,7 @@ class EvalConfig(_Strict):
 
     _partial_fields = ("sampling",)
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store: a DuckDB file or a ducklake: location (env PRMF_DB)")
     datasets: tuple[DatasetSettings, ...] = Field(
         default_factory=_default_eval_datasets,
         description="reported test pools (default: the first 40 arith test problems); gsm8k/math500 use their test "
@@ -779,7 +779,7 @@ ExportFormat = Literal["trl", "math-shepherd", "openrlhf", "pairs", "processbenc
 class ExportConfig(_Strict):
     """prmf export: the store's step labels as a dataset in a format PRM trainers read."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file to export from (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store to export from: a DuckDB file or a ducklake: location (env PRMF_DB)")
     out: Path = Field(Path("prmf-export"), description="output folder (must be new or empty): data shards, the HF "
                       "dataset and the dataset card README.md")
     format: ExportFormat = Field(
@@ -832,7 +832,7 @@ class ExportConfig(_Strict):
 class ProcessBenchConfig(_Strict):
     """Earliest-error detection by a PRM on a ProcessBench split."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the registered PRM (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store with the registered PRM (a DuckDB file or a ducklake: location; env PRMF_DB)")
     split: Literal["gsm8k", "math"] = Field("gsm8k", description="ProcessBench split")
     model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     limit: int | None = Field(None, ge=2, description="samples per split (default: all)")
@@ -844,7 +844,7 @@ class ProcessBenchConfig(_Strict):
 class ScoreConfig(_Strict):
     """Scoring solutions step by step with a registered reward model."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file with the registered model (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store with the registered model (a DuckDB file or a ducklake: location; env PRMF_DB)")
     model: str | None = Field(None, description="PRM model id (default: the promoted PRM, else the newest)")
     step_format: StepFormat = Field("line", description=STEP_FORMAT_HELP + " (solutions given as text)")
     batch_size: int = Field(64, ge=1, description="most solutions per forward pass")
@@ -854,14 +854,14 @@ class ScoreConfig(_Strict):
 class IngestConfig(_Strict):
     """Loading problems into the store (no generation)."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store: a DuckDB file or a ducklake: location (env PRMF_DB)")
     dataset: DatasetSettings = Field(default_factory=lambda: DatasetSettings(limit=1_000_000))
 
 
 class ImportConfig(_Strict):
     """Importing a public step-labelled dataset (``prmf import``; tasks/interchange/imports.py)."""
 
-    db: Path = Field(default_factory=default_db_path, description="DuckDB file (env PRMF_DB)")
+    db: Path = Field(default_factory=default_db_path, description="the store: a DuckDB file or a ducklake: location (env PRMF_DB)")
     path: str | None = Field(None, description="the file (JSONL, JSON, Parquet) or `datasets` save_to_disk folder")
     format: Literal["math-shepherd", "trl", "openrlhf", "prm800k", "processbench", "math-aps", "math-aps-tree"] = Field(
         "math-shepherd", description="the file's format (see README, Importing public labelled data)")

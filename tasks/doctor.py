@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.lake import is_lake, redact
 from tasks.runs import process_alive
 from tasks.store import SQL_DIR, Store, StoreError, internal_sql
 
@@ -54,15 +55,36 @@ def _doctor_queries() -> list[tuple[str, str, str, str]]:
     return queries
 
 
-def check_store(db: Path) -> list[Check]:
-    if not db.exists():
+def _duplicate_keys(store: Store) -> Check:
+    """A lake has no constraints: every key the file store enforces, checked by counting."""
+    from tasks.lake import lake_tables, table_keys
+
+    found = []
+    for table in (statement.split()[2] for statement in lake_tables()):
+        for key in table_keys(table):
+            if table == "claims":  # insert-only in a lake: a key has one row per claim
+                continue
+            columns = ", ".join(key)
+            duplicated = store.scalar(f"SELECT count(*) FROM (SELECT {columns} FROM {table} GROUP BY ALL "
+                                      f"HAVING count(*) > 1)")
+            if duplicated:
+                found.append(f"{table} ({columns}): {duplicated}")
+    return Check("duplicate keys", not found,
+                 "every key the file store enforces is unique in the lake" if not found
+                 else f"keys stored more than once: {'; '.join(found[:5])}",
+                 "a writer bypassed the factory's inserts: keep the newest row of each key, or copy the lake "
+                 "into a file with `prmf migrate-store`, which names the first duplicate" if found else None)
+
+
+def check_store(db: Path | str) -> list[Check]:
+    if not is_lake(db) and not Path(db).exists():
         return [Check("store", False, f"{db} does not exist", "run `prmf label` or pass --db PATH")]
     try:
         store = Store(db, read_only=True)
     except StoreError as exc:
         return [Check("store", False, str(exc),
                       "if another prmf process is writing, wait for it; if the file is damaged, restore a backup")]
-    checks = [Check("store", True, str(db))]
+    checks = [Check("store", True, redact(str(db)))]
     with store:
         applied = store.scalar(internal_sql("schema_version")) or 0
         latest = max(int(p.name.split("_", 1)[0]) for p in (SQL_DIR / "ddl").glob("*.sql"))
@@ -76,6 +98,8 @@ def check_store(db: Path) -> list[Check]:
                 continue
             detail = what if not rows else f"{len(rows)}{'+' if len(rows) == 20 else ''} bad rows, e.g. {rows[0]}"
             checks.append(Check(name, not rows, detail, fix if rows else None))
+        if store.lake:
+            checks.append(_duplicate_keys(store))
         host = socket.gethostname()
         stale = [r for r, pid in store.query(internal_sql("running_runs_on_host"), {"host": host}).rows
                  if pid is None or not process_alive(pid)]

@@ -134,16 +134,19 @@ def generate_solutions(
         tally["engine_seconds"] += time.perf_counter() - t0
         return _rows(batch, outputs, grader, completer.identity, params, config.solutions, run_id, config.step_format)
 
-    def commit(keys: list[str], rows) -> None:  # a batch is stored whole or not at all
+    def commit(keys: list[str], rows) -> int:  # a batch is stored whole or not at all
         generations, solutions, steps, batch_empty = rows
         store.insert_rows("generations", generations)
-        tally["stored"] += store.insert_rows("solutions", solutions)
+        stored = store.insert_rows("solutions", solutions)
         store.insert_rows("steps", steps)
+        return stored
+
+    def stored_now(keys: list[str], rows, stored: int) -> None:
+        generations, _, _, batch_empty = rows
+        tally["stored"] += stored
         tally["requests"] += len(keys)
         tally["empty"] += batch_empty
         tally["tokens"] += sum(g["num_tokens"] for g in generations)
-
-    def stored_now(keys: list[str], rows) -> None:
         checkpoint("generate-batch-stored")
         advance(len(keys))
 

@@ -75,15 +75,19 @@ def growth(store: Store, threshold: int) -> Growth:
 
 def claim_retrain(store: Store, threshold: int, run_id: str, dataset: str) -> Growth:
     """The growth after run ``run_id``; when it is due, the run claims the trigger (a
-    ``retrain_triggers`` row), so the next run sees it as taken. Atomic under the write lock."""
-    with store.transaction() as con:
-        current = growth(store, threshold)
-        if current.due:
-            store.insert_rows("retrain_triggers", [{
-                "run_id": run_id, "dataset": dataset, "baseline_model": current.baseline_model,
-                "labelled_steps": current.labelled_steps, "new_steps": current.new_steps, "threshold": threshold,
-            }], con=con)
-    return current
+    ``retrain_triggers`` row), so the next run sees it as taken. Atomic under the write lock (on a
+    lake: of two runs claiming at once, one commits and the other, retried, finds it taken)."""
+    def claim() -> Growth:
+        with store.transaction() as con:
+            current = growth(store, threshold)
+            if current.due:
+                store.insert_rows("retrain_triggers", [{
+                    "run_id": run_id, "dataset": dataset, "baseline_model": current.baseline_model,
+                    "labelled_steps": current.labelled_steps, "new_steps": current.new_steps, "threshold": threshold,
+                }], con=con)
+        return current
+
+    return store.retrying(claim)
 
 
 def run_labelled_steps(store: Store, run_id: str) -> int:
@@ -95,7 +99,7 @@ def retrain_config(store: Store, run_id: str) -> tuple[dict[str, Any], str]:
     """The configuration a retrain triggered by label run ``run_id`` must use, and where it came
     from: the factory run that started it, else the newest factory run on this store, else the
     defaults. Its store is this store (an absolute path: the worker's directory may differ)."""
-    db = str(store.path.resolve())
+    db = store.absolute_location
     rows = store.query(internal_sql("retrain_config"), {"run_id": run_id}).rows
     if not rows:
         return FactoryConfig(db=db).public_dump(), "defaults (no factory run on this store)"
@@ -153,7 +157,7 @@ def signal_growth(store: Store, run_id: str, selected: IngestSummary, threshold:
     """Measure a finished label run's growth, claim the retrain trigger when due, emit the event."""
     config, source = retrain_config(store, run_id)
     signal = GrowthSignal(selected.dataset, selected.split, run_labelled_steps(store, run_id),
-                          claim_retrain(store, threshold, run_id, selected.dataset), str(store.path.resolve()),
+                          claim_retrain(store, threshold, run_id, selected.dataset), store.absolute_location,
                           selected.exhausted, selected.describe_exhaustion() if selected.exhausted else None,
                           config, source)
     # Matched by the retrain deployment's trigger on these resource labels (infra/prefect.yaml).

@@ -106,10 +106,13 @@ def store_problems(store: Store, problems: Sequence[ProblemRecord], quarantined:
                                                                                      "answer": p.gold_answer})[:2000])
                 for p in fresh if p.problem_id in bad]
     usable = [p for p in problems if p.problem_id not in bad]
-    with store.transaction() as con:
-        new = store.insert_rows("problems", _problem_rows([p for p in fresh if p.problem_id not in bad]), con)
-        store.insert_rows("quarantine", _quarantine_rows([*quarantined, *rejected], run_id), con)
-    return usable, new, len(quarantined) + len(rejected)
+    def write() -> int:
+        with store.transaction() as con:
+            new = store.insert_rows("problems", _problem_rows([p for p in fresh if p.problem_id not in bad]), con)
+            store.insert_rows("quarantine", _quarantine_rows([*quarantined, *rejected], run_id), con)
+        return new
+
+    return usable, store.retrying(write), len(quarantined) + len(rejected)
 
 
 def ingest_problems(store: Store, settings: DatasetSettings, run_id: str | None = None, grader_workers: int = 2,

@@ -25,11 +25,12 @@ from typing import TypeVar
 import pyarrow as pa
 
 from tasks.runs import mark_crashed_runs
-from tasks.store import Store, StoreError, internal_sql
+from tasks.store import Store, StoreError, internal_sql, lake_sql
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+C = TypeVar("C")
 
 POLL_S = 2.0  # how often a runner waiting on other runners' claims looks again
 
@@ -40,19 +41,28 @@ def claim(store: Store, kind: str, keys: Sequence[str], run_id: str, limit: int,
         return []
     wanted = pa.table({"key": pa.array(list(keys), pa.string()), "position": pa.array(range(len(keys)), pa.int64())})
     params = {"kind": kind, "run": run_id, "lease_ms": int(lease_s * 1000), "limit": limit}
-    with store.transaction():
-        taken = {r[0] for r in store.query(internal_sql("claim"), params, tables={"wanted": wanted}).rows}
+
+    def take() -> set[str]:
+        with store.transaction():
+            if not store.lake:
+                return {r[0] for r in store.query(internal_sql("claim"), params, tables={"wanted": wanted}).rows}
+            store.query(lake_sql("tick_lease_clock"))
+            store.query(lake_sql("claim"), params, tables={"wanted": wanted})
+            return {r[0] for r in store.query(lake_sql("claimed"), {"run": run_id, "kind": kind},
+                                              tables={"wanted": wanted}).rows}
+
+    taken = store.retrying(take)
     return [k for k in keys if k in taken]
 
 
 def release(store: Store, run_id: str, keys: Sequence[str] | None = None) -> None:
     """Drop the run's claims on ``keys`` (all of them when None). Call inside the storing transaction."""
     released = pa.table({"key": pa.array(list(keys or []), pa.string())})
-    store.query(internal_sql("release_claims"), {"run": run_id, "all": keys is None}, tables={"released": released})
+    store.query(store.internal("release_claims"), {"run": run_id, "all": keys is None}, tables={"released": released})
 
 
 def renew(store: Store, run_id: str, lease_s: float) -> None:
-    store.query(internal_sql("renew_claims"), {"run": run_id, "lease_ms": int(lease_s * 1000)})
+    store.query(store.internal("renew_claims"), {"run": run_id, "lease_ms": int(lease_s * 1000)})
 
 
 class Heartbeat:
@@ -62,8 +72,8 @@ class Heartbeat:
     next beat (the lease is three beats long).
     """
 
-    def __init__(self, db: Path, run_id: str, lease_s: float):
-        self.db, self.run_id, self.lease_s = Path(db), run_id, lease_s
+    def __init__(self, db: Path | str, run_id: str, lease_s: float):
+        self.db, self.run_id, self.lease_s = db, run_id, lease_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{run_id[:8]}", daemon=True)
 
@@ -101,7 +111,7 @@ def claimed_batches(
     Keys another runner stores meanwhile are skipped and reported to ``on_stored_elsewhere``.
     """
     remaining = list(keys)
-    with Heartbeat(store.path, run_id, lease_s):
+    with Heartbeat(store.location, run_id, lease_s):
         while remaining:
             done = stored(remaining)
             if done:
@@ -133,12 +143,14 @@ def process_claimed(
     *,
     stored: Callable[[Sequence[str]], set[str]],
     compute: Callable[[list[str]], R],
-    commit: Callable[[list[str], R], None],
+    commit: Callable[[list[str], R], C],
     on_stored_elsewhere: Callable[[int], None] = lambda count: None,
-    after_commit: Callable[[list[str], R], None] = lambda keys, result: None,
+    after_commit: Callable[[list[str], R, C], None] = lambda keys, result, committed: None,
 ) -> None:
     """The factory's one work-queue step: claim a batch -> ``compute`` it with the store released
-    (engine, grader) -> ``commit`` it in one transaction together with the release of its claims.
+    (engine, grader) -> ``commit`` it in one transaction together with the release of its claims
+    -> ``after_commit`` with what ``commit`` returned (counts to tally). ``commit`` only writes:
+    on a lake, a commit that conflicts with another writer's runs again (:meth:`Store.retrying`).
 
     Every producer of stored work (solution generation, step labelling under any strategy) runs
     through it, so each inherits resumability (stored keys are skipped), leases shared with
@@ -148,7 +160,10 @@ def process_claimed(
                                  on_stored_elsewhere=on_stored_elsewhere):
         with store.released():  # other runners (and ad hoc queries) may use the file meanwhile
             result = compute(batch)
-        with store.transaction():
-            commit(batch, result)
-            release(store, run_id, batch)
-        after_commit(batch, result)
+        def store_batch() -> C:
+            with store.transaction():
+                committed = commit(batch, result)
+                release(store, run_id, batch)
+            return committed
+
+        after_commit(batch, result, store.retrying(store_batch))

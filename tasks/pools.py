@@ -116,7 +116,7 @@ def _sample(store: Store, pool_id: str, problems: list[dict[str, Any]], config: 
         process_claimed(
             store, "pool", list(keyed), run_id, PROBLEMS_PER_CALL, POOL_LEASE_S, stored=stored, compute=compute,
             commit=lambda keys, rows: store.insert_rows("eval_candidates", rows),  # a problem's candidates: whole or none
-            on_stored_elsewhere=advance, after_commit=lambda keys, rows: advance(len(keys)),
+            on_stored_elsewhere=advance, after_commit=lambda keys, rows, stored: advance(len(keys)),
         )
 
 

@@ -91,9 +91,13 @@ def start_run_task(db: str, run_id: str, flow_name: str, flow_run_name: str | No
 def finish_run_task(db: str, run_id: str, status: str, error: str | None = None) -> None:
     from tasks.leases import release
 
-    with Store(db) as store, store.transaction():
-        store.finish_run(run_id, status, error)
-        release(store, run_id)  # a run that ended holds no work
+    def finish() -> None:
+        with store.transaction():
+            store.finish_run(run_id, status, error)
+            release(store, run_id)  # a run that ended holds no work
+
+    with Store(db) as store:
+        store.retrying(finish)  # on a lake, another writer may update runs at the same moment
 
 
 @contextmanager

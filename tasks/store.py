@@ -12,6 +12,11 @@ flows open the store to plan, claim and store a batch and release it while the e
 for another process to let go, then fails naming the process that holds the file. Within a
 process, every statement on a file goes through one lock per file (Prefect runs tasks on
 worker threads; a lease heartbeat renews claims from its own thread).
+
+The same class opens a DuckLake store (``ducklake:...`` locations, :mod:`tasks.lake`): many
+processes write it at once, so nothing is released, a lake's own statements come from
+``sql/lake/`` where they differ (:meth:`Store.internal`), keys are kept by anti-joins, and a
+commit that conflicts with another writer's is retried (:meth:`Store.retrying`).
 """
 
 from __future__ import annotations
@@ -23,14 +28,19 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+
+from tasks.lake import LAKE_ALIAS, LAKE_BASE_VERSION, LakeError, is_lake, lake_tables, redact, table_keys
+from tasks.lake import connect as lake_connect
+
+T = TypeVar("T")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
@@ -38,10 +48,11 @@ _FILE_LOCKS: dict[Path, threading.RLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
 
 
-def _file_lock(path: Path) -> threading.RLock:
-    """One lock per database file per process: statements from all threads are serialized."""
+def _file_lock(location: str) -> threading.RLock:
+    """One lock per database (file or lake) per process: statements from all threads are serialized."""
+    key = location if is_lake(location) else str(Path(location).resolve())
     with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(path.resolve(), threading.RLock())
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 def lock_wait_s() -> float:
@@ -50,6 +61,11 @@ def lock_wait_s() -> float:
 
 class StoreError(RuntimeError):
     """A store problem the user can act on (bad path, locked or corrupted file, bad query)."""
+
+
+class StoreConflict(StoreError):
+    """A lake transaction that could not commit because another writer changed the same table
+    (an update or delete); :meth:`Store.retrying` runs it again."""
 
 
 def content_key(*parts: object) -> str:
@@ -67,6 +83,13 @@ def internal_sql(name: str) -> str:
     return (SQL_DIR / "internal" / f"{name}.sql").read_text()
 
 
+def lake_sql(name: str) -> str | None:
+    """The text of ``sql/lake/NAME.sql``, a lake's own version of an internal statement; None if
+    the lake runs the internal one."""
+    path = SQL_DIR / "lake" / f"{name}.sql"
+    return path.read_text() if path.exists() else None
+
+
 @dataclass(frozen=True)
 class QueryResult:
     columns: list[str]
@@ -78,23 +101,37 @@ class QueryResult:
 
 class Store:
     def __init__(self, path: Path | str, read_only: bool = False, wait_s: float | None = None):
+        self.location = str(path)
+        self.lake = is_lake(self.location)
         self.path = Path(path)
         self.read_only = read_only
         self.wait_s = lock_wait_s() if wait_s is None else wait_s
-        if read_only and not self.path.exists():
-            raise StoreError(f"database {self.path} does not exist (run `prmf label` first or pass --db)")
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _file_lock(self.path)
+        if not self.lake:
+            if read_only and not self.path.exists():
+                raise StoreError(f"database {self.path} does not exist (run `prmf label` first or pass --db)")
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _file_lock(self.location)
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._in_transaction = self._serialized = False
         self._connect()
         if not read_only:
             self.migrate()
+        elif self.lake and not self._lake_has_schema():
+            self.close()
+            raise StoreError(f"lake {redact(self.location)} has no prmf tables yet (run `prmf label` first, or "
+                             f"`prmf migrate-store` to copy a store into it)")
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _connect(self) -> None:
         """Open the file, waiting (with jittered backoff) while another process holds it."""
+        if self.lake:
+            try:
+                self._con = lake_connect(self.location, read_only=self.read_only)
+            except LakeError as exc:
+                raise StoreError(str(exc)) from exc
+            return
         deadline = time.monotonic() + self.wait_s
         delay = 0.05
         while True:
@@ -123,12 +160,22 @@ class Store:
 
     @contextmanager
     def released(self) -> Iterator[None]:
-        """Let other processes use the file during long work (an engine call); reopen after."""
+        """Let other processes use the file during long work (an engine call); reopen after. A
+        lake takes many writers: it stays open."""
+        if self.lake:
+            yield
+            return
         self.close()
         try:
             yield
         finally:
             self._connect()
+
+    @property
+    def absolute_location(self) -> str:
+        """Where this store is, for another process (a retrain worker): a file's absolute path, a
+        lake's location as given."""
+        return self.location if self.lake else str(self.path.resolve())
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -147,12 +194,36 @@ class Store:
         """All-or-nothing: a batch is either fully stored or not at all."""
         with self._lock:
             self.con.execute("BEGIN TRANSACTION")
+            self._in_transaction, self._serialized = True, False
             try:
                 yield self.con
             except BaseException:
                 self.con.execute("ROLLBACK")
                 raise
-            self.con.execute("COMMIT")
+            finally:
+                self._in_transaction = False
+            try:
+                self.con.execute("COMMIT")
+            except duckdb.TransactionException as exc:
+                if self.lake:  # DuckLake rolled it back: another writer changed the same table
+                    raise StoreConflict(f"lake commit conflicted with another writer: {_first_line(exc)}") from exc
+                raise
+
+    def retrying(self, write: Callable[[], T], attempts: int = 8) -> T:
+        """``write()`` (a transaction, or a single statement) run again while a lake commit
+        conflicts with another writer's, with jittered backoff; once on a file store."""
+        for attempt in range(attempts):
+            try:
+                return write()
+            except StoreConflict:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def internal(self, name: str) -> str:
+        """An internal statement: the lake's own version (``sql/lake/``) on a lake."""
+        return (self.lake and lake_sql(name)) or internal_sql(name)
 
     def backup(self, destination: Path | str) -> Path:
         """A consistent copy of the database file at ``destination`` (a new file).
@@ -163,6 +234,9 @@ class Store:
         """
         import shutil
 
+        if self.lake:
+            raise StoreError("backup copies a DuckDB file; a lake is backed up by its catalog database and data "
+                             "path (or copied with `prmf migrate-store`)")
         destination = Path(destination)
         if destination.exists():
             raise StoreError(f"backup destination {destination} exists; choose a new path")
@@ -178,6 +252,8 @@ class Store:
 
     def migrate(self) -> list[str]:
         """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names."""
+        if self.lake:
+            return self.retrying(self._migrate_lake)
         applied: list[str] = []
         with self._lock:
             self.con.execute(internal_sql("create_schema_migrations"))
@@ -192,6 +268,45 @@ class Store:
                 applied.append(path.stem)
             for path in sorted((SQL_DIR / "views").glob("*.sql")):
                 self.con.execute(path.read_text())
+        return applied
+
+    def _lake_has_schema(self) -> bool:
+        return bool(self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = $lake AND table_name = 'schema_migrations'",
+            {"lake": LAKE_ALIAS}).fetchone()[0])
+
+    def _migrate_lake(self) -> list[str]:
+        """A new lake gets the derived schema (migrations up to the base version) and the lake's
+        own tables; later migrations run as written. Views and macros are rewritten only when
+        their text changed (``lake_objects``): every writer opens the store, and rewriting the
+        catalog on each open would conflict with the other writers."""
+        applied: list[str] = []
+        with self._lock:
+            if not self._lake_has_schema():
+                with self.transaction() as con:
+                    for statement in lake_tables():
+                        con.execute(statement)
+                    con.execute(lake_sql("schema"))
+                    for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
+                        version = int(path.name.split("_", 1)[0])
+                        if version <= LAKE_BASE_VERSION:
+                            con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
+                            applied.append(path.stem)
+            done = {v for (v,) in self.con.execute(internal_sql("applied_migrations")).fetchall()}
+            for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
+                version = int(path.name.split("_", 1)[0])
+                if version not in done:
+                    with self.transaction() as con:
+                        con.execute(path.read_text())
+                        con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
+                    applied.append(path.stem)
+            views = sorted((SQL_DIR / "views").glob("*.sql"))
+            digest = hashlib.sha256("\x1f".join(p.read_text() for p in views).encode()).hexdigest()
+            if self.con.execute(lake_sql("views_digest")).fetchone()[0] != digest:
+                with self.transaction() as con:
+                    for path in views:
+                        con.execute(path.read_text())
+                    con.execute(lake_sql("record_views_digest"), {"digest": digest})
         return applied
 
     # --- generic access -----------------------------------------------------------------------
@@ -229,6 +344,8 @@ class Store:
         tables visible to it by name."""
         with self._lock:
             cursor = self.con.cursor()
+            if self.lake:  # a cursor is a new connection: it starts in the in-memory catalog
+                cursor.execute(f"USE {LAKE_ALIAS}")
         try:
             for name, table in (tables or {}).items():
                 cursor.register(name, table)
@@ -240,11 +357,28 @@ class Store:
         finally:
             cursor.close()
 
+    def arrow_batches(self, sql: str, rows_per_batch: int = 100_000) -> Iterator[pa.Table]:
+        """Run SQL and yield its result as Arrow tables of at most ``rows_per_batch`` rows."""
+        for rows in self._record_batches(sql, rows_per_batch):
+            yield pa.Table.from_batches([rows])
+
+    def _record_batches(self, sql: str, rows_per_batch: int) -> Iterator[pa.RecordBatch]:
+        with self._lock:
+            cursor = self.con.cursor()
+            if self.lake:
+                cursor.execute(f"USE {LAKE_ALIAS}")
+        try:
+            yield from cursor.execute(sql).fetch_record_batch(rows_per_batch)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc).strip()) from exc
+        finally:
+            cursor.close()
+
     def saved_query(self, name: str) -> QueryResult:
         queries = saved_queries()
         if name not in queries:
             raise StoreError(f"no saved query {name!r}; available: {', '.join(queries)}")
-        return self.query(queries[name].read_text())
+        return self.query((self.lake and lake_sql(f"queries/{name}")) or queries[name].read_text())
 
     def insert_rows(self, table: str, rows: Iterable[dict[str, Any]], con: Any = None, skip_existing: bool = True) -> int:
         """Insert rows (dicts keyed by column); rows whose key already exists are skipped
@@ -256,16 +390,33 @@ class Store:
         rows = list(rows)
         if not rows:
             return 0
+        if self.lake and skip_existing and table_keys(table):
+            # No constraint keeps a key unique in a lake: two writers could each find a key absent
+            # and both insert it. So a keyed insert runs in a transaction that moves the lease
+            # clock: of two at once, DuckLake commits one and fails the other (StoreConflict),
+            # whose retry then sees the first one's rows.
+            if not self._in_transaction:
+                return self.retrying(lambda: self._insert_in_transaction(table, rows))
+            if not self._serialized:
+                (con or self.con).execute(lake_sql("tick_lease_clock"))
+                self._serialized = True
         with self._lock:
             target = con or self.con
             target.register("batch", pa.Table.from_pylist(rows))
             try:
                 before = target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
-                target.execute(f"{verb} INTO {table} BY NAME SELECT * FROM batch")
+                if self.lake:
+                    target.execute(_lake_insert(table, table_keys(table) if skip_existing else []))
+                else:
+                    verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
+                    target.execute(f"{verb} INTO {table} BY NAME SELECT * FROM batch")
                 return target.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
             finally:
                 target.unregister("batch")
+
+    def _insert_in_transaction(self, table: str, rows: list[dict[str, Any]]) -> int:
+        with self.transaction():
+            return self.insert_rows(table, rows)
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         rows = self.query(sql, params).rows
@@ -297,7 +448,33 @@ class Store:
         self.insert_rows("runs", [{**run, "status": "running"}])
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        self.query(internal_sql("finish_run"), {"status": status, "error": error, "run_id": run_id})
+        """Set a run's final status. On a lake, outside a transaction, an update that conflicts
+        with another writer's is retried (inside one, the caller's :meth:`retrying` does it)."""
+        def write() -> None:
+            try:
+                self.query(internal_sql("finish_run"), {"status": status, "error": error, "run_id": run_id})
+            except StoreError as exc:
+                if self.lake and "conflict" in str(exc).lower():
+                    raise StoreConflict(str(exc)) from exc
+                raise
+
+        if self.lake and not self._in_transaction:
+            self.retrying(write)
+        else:
+            write()
+
+
+def _lake_insert(table: str, keys: list[list[str]]) -> str:
+    """``INSERT OR IGNORE`` for a lake (no constraints there): the batch's rows whose keys are in
+    neither the table nor earlier in the batch."""
+    sql = f"INSERT INTO {table} BY NAME SELECT * FROM batch b"
+    if not keys:
+        return sql
+    absent = " AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM {table} t WHERE " + " AND ".join(f"t.{c} IS NOT DISTINCT FROM b.{c}" for c in key) + ")"
+        for key in keys)
+    first = f"row_number() OVER (PARTITION BY {', '.join(keys[0])}) = 1"
+    return f"{sql} WHERE {absent} QUALIFY {first}"
 
 
 def _lock_holder(message: str) -> str | None:

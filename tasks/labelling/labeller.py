@@ -348,16 +348,19 @@ class Labeller:
             })
         generations, reused_solutions, reused_steps, reused = (
             self.reuse_rows([(s, st) for s, st in done if not s.reused]) if self.reuse else ([], [], [], []))
-        with self.store.transaction():
-            self.store.insert_rows("step_labels", labels)
-            self.store.insert_rows("label_contradictions", contradictions)
-            # Reused rollouts are stored with their parent's marker: a finished parent always has them.
-            self.store.insert_rows("generations", generations)
-            self.store.insert_rows("solutions", reused_solutions)
-            self.store.insert_rows("steps", reused_steps)
-            new_reused = self.store.insert_rows("reused_rollouts", reused)
-            self.store.insert_rows("labelled_solutions", markers)
-        return len(labels), len(contradictions), new_reused
+        def write() -> int:
+            with self.store.transaction():
+                self.store.insert_rows("step_labels", labels)
+                self.store.insert_rows("label_contradictions", contradictions)
+                # Reused rollouts are stored with their parent's marker: a finished parent always has them.
+                self.store.insert_rows("generations", generations)
+                self.store.insert_rows("solutions", reused_solutions)
+                self.store.insert_rows("steps", reused_steps)
+                new_reused = self.store.insert_rows("reused_rollouts", reused)
+                self.store.insert_rows("labelled_solutions", markers)
+            return new_reused
+
+        return len(labels), len(contradictions), self.store.retrying(write)
 
     def reuse_rows(self, done: list[tuple[Solution, SolutionState]]) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
         """``+reuse``: every rollout from these solutions' measured prefixes as a solution of its own
@@ -475,21 +478,26 @@ def _compute_units(store: Store, labeller: Labeller, grader: Grader, pending: li
     def compute(keys: list[str]):
         return labeller.compute([units[k] for k in keys], grader)
 
-    def commit(keys: list[str], result) -> None:
+    def commit(keys: list[str], result) -> tuple[int, int]:
         unit_rows, rollout_rows, seconds = result
         inserted = store.insert_rows("work_units", unit_rows)
         checkpoint("label-in-transaction")
-        tally.rollouts += store.insert_rows("rollouts", rollout_rows)
+        return inserted, store.insert_rows("rollouts", rollout_rows)
+
+    def stored(keys: list[str], result, counts: tuple[int, int]) -> None:
+        unit_rows, rollout_rows, seconds = result
+        inserted, rollouts = counts
+        tally.rollouts += rollouts
         tally.labelled += inserted
         tally.recomputed += len(keys) - inserted
         tally.tokens += sum(r["num_tokens"] for r in rollout_rows)
         tally.engine_seconds += seconds
+        checkpoint("label-batch-stored")
 
     process_claimed(
         store, "label", pending, labeller.run_id, labeller.config.batch_prefixes, labeller.config.lease_s,
         stored=lambda keys: store.existing_keys("work_units", "unit_id", keys),
-        compute=compute, commit=commit, on_stored_elsewhere=elsewhere,
-        after_commit=lambda keys, result: checkpoint("label-batch-stored"),
+        compute=compute, commit=commit, on_stored_elsewhere=elsewhere, after_commit=stored,
     )
 
 
