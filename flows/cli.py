@@ -63,7 +63,9 @@ err = Console(stderr=True)
 from tasks.config import LabelConfig  # noqa: E402
 
 _D = LabelConfig()  # defaults shown in --help come from the one configuration model
-DbOption = Annotated[Optional[Path], typer.Option("--db", help="DuckDB file (default: $PRMF_DB or ./prmf.duckdb)")]
+DbOption = Annotated[Optional[Path], typer.Option("--db", help=(
+    "the store: a DuckDB file, or a DuckLake location ducklake:postgres:dbname=D host=H user=U (a new lake: set "
+    "PRMF_LAKE_DATA_PATH) (default: $PRMF_DB or ./prmf.duckdb)"))]
 ImplicitVerifierOption = Annotated[Optional[bool], typer.Option(
     "--implicit/--no-implicit", help="also train an implicit PRM (solution correctness only, no step labels) and "
     "decide its promotion against the promoted implicit PRM (default: config train_implicit, off)")]
@@ -1093,8 +1095,10 @@ def backup(
     from tasks.config import default_db_path
     from tasks.store import Store
 
+    from tasks.lake import is_lake
+
     source = Path(db or default_db_path())
-    if not source.exists():
+    if not is_lake(source) and not source.exists():
         _fail(f"database {source} does not exist")
     try:
         with Store(source) as store:
@@ -1102,6 +1106,45 @@ def backup(
     except _user_errors() as exc:
         _fail(str(exc))
     console.print(f"backup written: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command("migrate-store")
+def migrate_store(
+    to: Annotated[str, typer.Option("--to", help="the destination: a new DuckDB file, or a DuckLake location "
+                                    "(ducklake:postgres:dbname=NAME host=H user=U, or ducklake:PATH.ducklake) "
+                                    "with no rows yet")],
+    data_path: Annotated[Optional[Path], typer.Option(
+        help="a new lake's data files folder (default: $PRMF_LAKE_DATA_PATH; an existing lake knows its own)")] = None,
+    rows_per_batch: Annotated[int, typer.Option(help="rows per streamed batch")] = 100_000,
+    db: Annotated[Optional[str], typer.Option("--db", help="the source store: a DuckDB file or a DuckLake location "
+                                              "(default: $PRMF_DB or ./prmf.duckdb)")] = None,
+) -> None:
+    """Copy a whole store into a DuckLake (or a lake back into a DuckDB file), table by table; every
+    table's row count is checked on both sides. Work leases are not copied: copy a store no run is writing."""
+    from tasks.config import default_db_path
+    from tasks.lake import redact
+    from tasks.store_copy import copy_store
+
+    if data_path is not None:
+        os.environ["PRMF_LAKE_DATA_PATH"] = str(data_path)
+    from tasks.progress import RichReporter, set_reporter
+
+    source = str(db or default_db_path())
+    with RichReporter() as reporter:
+        set_reporter(reporter)
+        try:
+            copied = copy_store(source, to, rows_per_batch)
+        except _user_errors() as exc:
+            _fail(str(exc))
+        finally:
+            set_reporter(None)
+    _print_rows(["table", "source rows", "destination rows", "ok"],
+                [(c.table, c.source_rows, c.destination_rows, "ok" if c.ok else "MISMATCH") for c in copied])
+    bad = [c.table for c in copied if not c.ok]
+    if bad:
+        _fail(f"row counts differ in {', '.join(bad)}")
+    console.print(f"copied {sum(c.source_rows for c in copied)} rows in {len(copied)} tables from {redact(source)} "
+                  f"to {redact(to)}")
 
 
 @app.command()
@@ -1279,6 +1322,37 @@ def bench_store(
                 f"{report['store']['rollouts']} rollouts (store built in {report['build_s']:.0f} s)")
     if not all(r["same_rows"] for r in report["results"]):
         _fail("the two estimates disagree on the queries marked NO")
+
+
+@bench_app.command("scale")
+def bench_scale(
+    variants: Annotated[str, typer.Option(help="comma-separated variants, baseline first: file-local, file-ray-1, "
+                                          "file-ray-2, lake-local, lake-ray-2")] = (
+        "file-local,file-ray-1,file-ray-2,lake-local,lake-ray-2"),
+    problems: Annotated[int, typer.Option(help="arith problems labelled by each variant")] = 8,
+    solutions: Annotated[int, typer.Option("--solutions", "-m", help="M solutions per problem")] = 2,
+    rollouts: Annotated[int, typer.Option("--rollouts", "-n", help="N rollouts per prefix")] = 4,
+    workdir: Annotated[Path, typer.Option(help="stores, lake data and Prefect homes of the variants")] = Path("bench-scale"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """One label job per variant (a real `prmf label` process on a fresh store): 1 vs 2 Ray shards, DuckDB file vs
+    DuckLake on a PostgreSQL started on 127.0.0.1; wall time, labelled steps/s and tokens/s against the baseline."""
+    from tasks import bench_scale as bench
+
+    try:
+        report = bench.run([v.strip() for v in variants.split(",") if v.strip()], problems, solutions, rollouts,
+                           workdir, progress=lambda line: err.print(line))
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        return
+    base = report["results"][0]["variant"]
+    _print_rows(["variant", "wall s", "labelled steps", "tokens", "steps/s", "tokens/s", f"wall vs {base}"],
+                [(r["variant"], f"{r['wall_s']:.1f}", r["labelled_steps"], r["tokens"], f"{r['steps_per_s']:.2f}",
+                  f"{r['tokens_per_s']:.1f}", f"{r['wall_ratio']:.2f}x") for r in report["results"]],
+                f"prmf bench scale: {problems} arith problems x {solutions} solutions, N = {rollouts}, "
+                f"{report['config']['cpus']} CPUs")
 
 
 @bench_app.command("label")
