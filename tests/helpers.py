@@ -215,3 +215,4 @@ def seed_prefix_rollouts(store, outcomes: dict[str, dict[int, int]]) -> None:
                 "rollout_id": f"{unit}:{i}", "unit_id": unit, "sample_index": i, "solution_id": "s1",
                 "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
                 "num_tokens": 3, "run_id": "r"} for i in range(4)])
+

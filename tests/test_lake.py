@@ -1,0 +1,179 @@
+"""DuckLake stores on a real PostgreSQL catalog (started by the test on 127.0.0.1): the same
+tables, views and saved queries as a DuckDB file, keys kept without constraints, insert-only
+work leases, `prmf migrate-store` both ways with every row accounted for, and the doctor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tasks.lake import _referenced_first, redact
+from tasks.leases import claim, release
+from tasks.postgres import temporary_postgres
+from tasks.store import Store, saved_queries
+from tests.helpers import seed_labelled_arith
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with temporary_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def lake(postgres, tmp_path, monkeypatch, request):
+    monkeypatch.setenv("PRMF_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
+    return postgres.create_database(request.node.name.lower().replace("[", "_").replace("]", "")[:60])
+
+
+def test_tables_come_after_the_tables_their_foreign_keys_reference():
+    order = _referenced_first({"steps": {"solutions"}, "solutions": {"problems", "generations"},
+                               "generations": {"problems"}, "problems": set(), "runs": {"runs"}})
+    assert order == ["problems", "runs", "generations", "solutions", "steps"]
+
+
+def test_a_password_never_appears_in_messages():
+    assert redact("ducklake:postgres:dbname=x password=hunter2 host=h") == "ducklake:postgres:dbname=x password=*** host=h"
+
+
+def test_a_new_lake_has_every_table_and_keeps_keys_without_constraints(lake):
+    problem = {"problem_id": "p1", "dataset": "arith", "split": "train", "source": "t", "source_row": 1,
+               "question": "q", "gold_answer": "6", "answer_kind": "numeric"}
+    with Store(lake) as store:
+        assert store.lake
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
+        # The batch repeats p1 and the store already has it after the first insert: one row each.
+        assert store.insert_rows("problems", [problem, problem, {**problem, "problem_id": "p2"}]) == 2
+        assert store.insert_rows("problems", [problem, {**problem, "problem_id": "p3"}]) == 1
+        assert store.scalar("SELECT count(*) FROM problems") == 3
+        assert store.scalar("SELECT string_agg(problem_id, ',' ORDER BY problem_id) FROM problems") == "p1,p2,p3"
+        # Two-column keys: a quarantine row is (source, line).
+        rows = [{"source": "f", "line": 1, "reason": "bad"}, {"source": "f", "line": 2, "reason": "bad"}]
+        assert store.insert_rows("quarantine", rows) == 2
+        assert store.insert_rows("quarantine", [{**rows[0], "reason": "again"}]) == 0
+    with Store(lake, read_only=True) as store:  # a second open finds the schema and changes nothing
+        assert store.scalar("SELECT count(*) FROM problems") == 3
+
+
+def test_every_saved_query_gives_the_same_rows_on_a_lake_as_on_the_file_it_was_copied_from(lake, tmp_path):
+    from tasks.store_copy import copy_store
+
+    source = tmp_path / "source.duckdb"
+    with Store(source) as store:
+        seed_labelled_arith(store, 6)
+    copied = copy_store(source, lake)
+    assert all(c.ok for c in copied) and sum(c.source_rows for c in copied) > 100
+    with Store(source, read_only=True) as file, Store(lake, read_only=True) as lake_store:
+        for name in saved_queries():
+            if name == "claims":  # leases are not copied
+                continue
+            expected = file.saved_query(name)
+            got = lake_store.saved_query(name)
+            assert got.columns == expected.columns, name
+            assert sorted(map(repr, got.rows)) == sorted(map(repr, expected.rows)), name
+        assert file.query("SELECT * FROM step_estimates ORDER BY ALL").rows == \
+            lake_store.query("SELECT * FROM step_estimates ORDER BY ALL").rows
+
+    back = tmp_path / "back.duckdb"
+    assert all(c.ok for c in copy_store(lake, back))
+    with Store(source, read_only=True) as file, Store(back, read_only=True) as copy:
+        for c in copied:
+            assert sorted(map(repr, file.query(f"SELECT * FROM {c.table}").rows)) == \
+                sorted(map(repr, copy.query(f"SELECT * FROM {c.table}").rows)), c.table
+
+
+def test_migrate_store_refuses_a_destination_with_rows_and_names_it(lake, tmp_path):
+    source = tmp_path / "source.duckdb"
+    with Store(source) as store:
+        seed_labelled_arith(store, 2)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    command = [sys.executable, "-m", "flows.cli", "migrate-store", "--db", str(source), "--to", lake]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "MISMATCH" not in first.stdout and "copied" in first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode != 0
+    assert "already holds rows" in again.stderr and "problems" in again.stderr
+
+
+def test_lake_claims_are_inserted_never_updated_and_follow_the_file_rules(lake):
+    with Store(lake) as store:
+        for run in ("A", "B", "gone"):
+            store.insert_rows("runs", [{"run_id": run, "flow_name": "label", "status": "running", "host": "h", "pid": 1}])
+        keys = [f"k{i}" for i in range(5)]
+        assert claim(store, "label", keys, "A", limit=3, lease_s=60) == ["k0", "k1", "k2"]
+        assert claim(store, "label", keys, "B", limit=3, lease_s=60) == ["k3", "k4"]
+        assert claim(store, "label", keys[:3], "B", limit=3, lease_s=60) == []
+        with store.transaction():
+            release(store, "A", ["k0", "k3"])  # k3 is B's: untouched
+        assert claim(store, "label", keys, "B", limit=5, lease_s=60) == ["k0", "k3", "k4"]
+        claim(store, "label", ["g"], "gone", 1, lease_s=60)
+        store.finish_run("gone", "crashed")
+        assert claim(store, "label", ["g"], "A", 1, lease_s=60) == ["g"]
+        holders = {r["run_id"]: r["claimed"] for r in store.saved_query("claims").as_dicts()}
+        assert holders == {"A": 3, "B": 3}  # A: k1, k2, g; B: k0, k3, k4
+        # Nothing was ever updated or deleted: one row per claim and per release.
+        assert store.scalar("SELECT count(*) FROM claims") == 3 + 2 + 3 + 1 + 1 + 1
+
+
+def test_doctor_checks_a_lake_and_finds_duplicate_keys(lake, tmp_path):
+    from tasks.doctor import check_store
+
+    with Store(lake) as store:
+        seed_labelled_arith(store, 2)
+    assert [c.name for c in check_store(lake) if not c.ok] == []
+    with Store(lake) as store:  # what a writer that bypassed the anti-joins would leave
+        store.query("INSERT INTO rollouts SELECT * FROM rollouts LIMIT 1")
+    failed = {c.name: c.detail for c in check_store(lake) if not c.ok}
+    assert "duplicate keys" in failed and "rollouts" in failed["duplicate keys"], failed
+
+
+def test_a_lake_location_without_a_data_path_says_what_is_missing(postgres, monkeypatch):
+    monkeypatch.delenv("PRMF_LAKE_DATA_PATH", raising=False)
+    location = postgres.create_database("no_data_path")
+    from tasks.store import StoreError
+
+    with pytest.raises(StoreError, match="PRMF_LAKE_DATA_PATH"):
+        Store(location)
+
+
+@pytest.mark.engine
+def test_two_label_processes_share_one_lake_without_losing_or_repeating_work(lake, tmp_path):
+    """Both write the lake at once (no file lock to take turns on): every unit is stored once with
+    exactly N rollouts, the runs' own counts add up, and the doctor finds nothing wrong."""
+    from tasks.doctor import check_store
+
+    n = 2
+    command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "6", "--solutions", "2",
+               "--rollouts", str(n), "--batch-prefixes", "2", "--max-tokens", "64", "--rollout-max-tokens", "24",
+               "--json", "--db", lake]
+    procs = []
+    for name in ("a", "b"):
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect-{name}"), "PRMF_FAULT": ""}
+        procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                      stderr=(tmp_path / f"{name}.log").open("w"), text=True))
+    summaries = []
+    for name, proc in zip("ab", procs):
+        out, _ = proc.communicate(timeout=480)
+        assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        summaries.append(json.loads(out))
+    a, b = summaries
+
+    with Store(lake, read_only=True) as store:
+        units = store.scalar("SELECT count(*) FROM work_units")
+        wanted = store.scalar(
+            "SELECT count(DISTINCT (s.problem_id, st.prefix_hash)) FROM steps st JOIN solutions s USING (solution_id) "
+            "WHERE st.step_index < s.num_steps")
+        per_unit = {k for (k,) in store.query("SELECT count(*) FROM rollouts GROUP BY unit_id").rows}
+        assert store.scalar("SELECT count(*) FROM problems") == 6
+        assert store.scalar("SELECT count(*) FROM generations") == 6
+        statuses = {s for (s,) in store.query("SELECT status FROM runs").rows}
+    assert units == wanted > 0 and per_unit == {n}
+    assert a["prefixes_recomputed"] == b["prefixes_recomputed"] == 0
+    assert a["prefixes_labelled_now"] + b["prefixes_labelled_now"] == units
+    assert statuses == {"completed"}
+    assert [c.name for c in check_store(lake) if not c.ok] == []
