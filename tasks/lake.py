@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -39,6 +40,8 @@ LAKE_ALIAS = "lake"
 
 #: Migrations folded into the derived lake schema (every ``sql/ddl`` file up to this version).
 LAKE_BASE_VERSION = 14
+
+ATTACH_ATTEMPTS = 5
 
 _EXTENSIONS = {"ducklake": "duckdb_extension_ducklake", "postgres_scanner": "duckdb_extension_postgres_scanner"}
 
@@ -80,7 +83,18 @@ def connect(location: str, read_only: bool = False,
         if data_path and not read_only:
             Path(data_path).mkdir(parents=True, exist_ok=True)
             options.append(f"DATA_PATH '{_quote(str(data_path))}'")
-        con.execute(f"ATTACH '{_quote(location)}' AS {LAKE_ALIAS}" + (f" ({', '.join(options)})" if options else ""))
+        attach = f"ATTACH '{_quote(location)}' AS {LAKE_ALIAS}" + (f" ({', '.join(options)})" if options else "")
+        for attempt in range(ATTACH_ATTEMPTS):
+            try:
+                con.execute(attach)
+                break
+            except duckdb.Error as exc:
+                # Two processes opening a new catalog at once: DuckLake's own initialisation of
+                # one fails on the tables the other just created; a second attach finds them.
+                racing = any(m in str(exc) for m in ("already exists", "duplicate key", "Failed to initialize DuckLake"))
+                if not racing or attempt == ATTACH_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         con.execute(f"USE {LAKE_ALIAS}")
     except duckdb.Error as exc:
         con.close()
