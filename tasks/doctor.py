@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tasks.lake import is_lake, redact
 from tasks.runs import process_alive
-from tasks.store import SQL_DIR, Store, StoreError, internal_sql
+from tasks.store import SQL_DIR, Store, StoreError, internal_sql, latest_schema_version
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def check_store(db: Path | str) -> list[Check]:
     checks = [Check("store", True, redact(str(db)))]
     with store:
         applied = store.scalar(internal_sql("schema_version")) or 0
-        latest = max(int(p.name.split("_", 1)[0]) for p in (SQL_DIR / "ddl").glob("*.sql"))
+        latest = latest_schema_version()
         checks.append(Check("schema version", applied == latest, f"{applied} of {latest}",
                             None if applied == latest else "run any writing command (e.g. `prmf ingest`) to migrate"))
         for name, what, fix, sql in _doctor_queries():

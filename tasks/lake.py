@@ -117,12 +117,12 @@ def _quote(text: str) -> str:
 def _migrated_schema() -> tuple[dict[str, list[tuple[str, str, bool, str | None]]], dict[str, list[list[str]]]]:
     """Every ``sql/ddl`` migration up to the base version applied to an in-memory DuckDB: each
     table's columns (name, type, nullable, default) and key constraints."""
-    from tasks.store import SQL_DIR, internal_sql
+    from tasks.store import internal_sql, migration_files
 
     con = duckdb.connect()
     con.execute(internal_sql("create_schema_migrations"))
-    for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
-        if int(path.name.split("_", 1)[0]) <= LAKE_BASE_VERSION:
+    for version, path in migration_files():
+        if version <= LAKE_BASE_VERSION:
             con.execute(path.read_text())
     columns: dict[str, list[tuple[str, str, bool, str | None]]] = {}
     for table, column, data_type, nullable, default in con.execute(

@@ -83,6 +83,15 @@ def internal_sql(name: str) -> str:
     return (SQL_DIR / "internal" / f"{name}.sql").read_text()
 
 
+def migration_files() -> list[tuple[int, Path]]:
+    """The ``sql/ddl`` migrations as (version, file), in order."""
+    return [(int(p.name.split("_", 1)[0]), p) for p in sorted((SQL_DIR / "ddl").glob("*.sql"))]
+
+
+def latest_schema_version() -> int:
+    return migration_files()[-1][0]
+
+
 def lake_sql(name: str) -> str | None:
     """The text of ``sql/lake/NAME.sql``, a lake's own version of an internal statement; None if
     the lake runs the internal one."""
@@ -258,8 +267,7 @@ class Store:
         with self._lock:
             self.con.execute(internal_sql("create_schema_migrations"))
             done = {v for (v,) in self.con.execute(internal_sql("applied_migrations")).fetchall()}
-            for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
-                version = int(path.name.split("_", 1)[0])
+            for version, path in migration_files():
                 if version in done:
                     continue
                 with self.transaction() as con:
@@ -287,14 +295,12 @@ class Store:
                     for statement in lake_tables():
                         con.execute(statement)
                     con.execute(lake_sql("schema"))
-                    for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
-                        version = int(path.name.split("_", 1)[0])
+                    for version, path in migration_files():
                         if version <= LAKE_BASE_VERSION:
                             con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
                             applied.append(path.stem)
             done = {v for (v,) in self.con.execute(internal_sql("applied_migrations")).fetchall()}
-            for path in sorted((SQL_DIR / "ddl").glob("*.sql")):
-                version = int(path.name.split("_", 1)[0])
+            for version, path in migration_files():
                 if version not in done:
                     with self.transaction() as con:
                         con.execute(path.read_text())
@@ -323,6 +329,10 @@ class Store:
                 if cursor.description is None:
                     return QueryResult([], [])
                 return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
+            except duckdb.TransactionException as exc:
+                if self.lake and not self._in_transaction:  # an autocommit statement lost to another writer
+                    raise StoreConflict(f"lake commit conflicted with another writer: {_first_line(exc)}") from exc
+                raise StoreError(str(exc).strip()) from exc
             except duckdb.Error as exc:
                 raise StoreError(str(exc).strip()) from exc
             finally:
@@ -342,10 +352,7 @@ class Store:
         """Run SQL and yield its rows as dicts, at most ``rows_per_batch`` at a time (Arrow record
         batches): a result of millions of rows never sits in memory whole. ``tables``: Arrow
         tables visible to it by name."""
-        with self._lock:
-            cursor = self.con.cursor()
-            if self.lake:  # a cursor is a new connection: it starts in the in-memory catalog
-                cursor.execute(f"USE {LAKE_ALIAS}")
+        cursor = self._cursor()
         try:
             for name, table in (tables or {}).items():
                 cursor.register(name, table)
@@ -357,16 +364,21 @@ class Store:
         finally:
             cursor.close()
 
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own (results streamed beside other statements)."""
+        with self._lock:
+            cursor = self.con.cursor()
+            if self.lake:  # a cursor is a new connection: it starts in the in-memory catalog
+                cursor.execute(f"USE {LAKE_ALIAS}")
+        return cursor
+
     def arrow_batches(self, sql: str, rows_per_batch: int = 100_000) -> Iterator[pa.Table]:
         """Run SQL and yield its result as Arrow tables of at most ``rows_per_batch`` rows."""
         for rows in self._record_batches(sql, rows_per_batch):
             yield pa.Table.from_batches([rows])
 
     def _record_batches(self, sql: str, rows_per_batch: int) -> Iterator[pa.RecordBatch]:
-        with self._lock:
-            cursor = self.con.cursor()
-            if self.lake:
-                cursor.execute(f"USE {LAKE_ALIAS}")
+        cursor = self._cursor()
         try:
             yield from cursor.execute(sql).fetch_record_batch(rows_per_batch)
         except duckdb.Error as exc:
@@ -451,12 +463,7 @@ class Store:
         """Set a run's final status. On a lake, outside a transaction, an update that conflicts
         with another writer's is retried (inside one, the caller's :meth:`retrying` does it)."""
         def write() -> None:
-            try:
-                self.query(internal_sql("finish_run"), {"status": status, "error": error, "run_id": run_id})
-            except StoreError as exc:
-                if self.lake and "conflict" in str(exc).lower():
-                    raise StoreConflict(str(exc)) from exc
-                raise
+            self.query(internal_sql("finish_run"), {"status": status, "error": error, "run_id": run_id})
 
         if self.lake and not self._in_transaction:
             self.retrying(write)

@@ -16,7 +16,7 @@ import duckdb
 
 from tasks.lake import is_lake, lake_tables, redact
 from tasks.progress import progress
-from tasks.store import SQL_DIR, Store, StoreError, internal_sql
+from tasks.store import Store, StoreError, internal_sql, latest_schema_version
 
 #: Tables that are not data: leases of running work, the migration ledger (the destination
 #: records its own), and a lake's own bookkeeping.
@@ -48,7 +48,7 @@ def copy_store(source: str | Path, destination: str | Path, rows_per_batch: int 
         raise StoreError("source and destination are the same store")
     if not is_lake(destination) and Path(destination).exists():
         raise StoreError(f"destination {destination} exists; copy into a new file")
-    latest = max(int(p.name.split("_", 1)[0]) for p in (SQL_DIR / "ddl").glob("*.sql"))
+    latest = latest_schema_version()
     with Store(source, read_only=True) as src:
         version = src.scalar(internal_sql("schema_version")) or 0
         if version != latest:
