@@ -216,3 +216,24 @@ def seed_prefix_rollouts(store, outcomes: dict[str, dict[int, int]]) -> None:
                 "step_index": step, "text": "x", "answer": None, "correct": i < correct, "grade_status": "ok",
                 "num_tokens": 3, "run_id": "r"} for i in range(4)])
 
+
+
+def run_label_processes_at_once(command: list[str], tmp_path, timeout_s: float) -> list[dict]:
+    """Two copies of a `prmf label ... --json` command started together, each with its own
+    Prefect home (its own temporary API server and database) and log; their JSON summaries once
+    both succeeded."""
+    import json
+    import os
+    import subprocess
+
+    procs = []
+    for name in ("a", "b"):
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect-{name}"), "PRMF_FAULT": ""}
+        procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                      stderr=(tmp_path / f"{name}.log").open("w"), text=True))
+    summaries = []
+    for name, proc in zip("ab", procs):
+        out, _ = proc.communicate(timeout=timeout_s)
+        assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        summaries.append(json.loads(out))
+    return summaries

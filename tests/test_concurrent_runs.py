@@ -4,14 +4,12 @@ finish with the whole job in the store. Bounded: 420 s per run."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 
 import pytest
 
 from tasks.store import Store
+from tests.helpers import run_label_processes_at_once
 
 pytestmark = pytest.mark.engine
 
@@ -23,19 +21,7 @@ COMMAND = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--
 
 def test_two_runners_split_overlapping_work_without_duplicates(tmp_path):
     db = tmp_path / "shared.duckdb"
-    procs = []
-    for name in ("a", "b"):
-        # Separate Prefect homes: each run has its own temporary API server and database.
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect-{name}"), "PRMF_FAULT": ""}
-        log = (tmp_path / f"{name}.log").open("w")
-        procs.append(subprocess.Popen(COMMAND + ["--db", str(db)], env=env, stdout=subprocess.PIPE, stderr=log,
-                                      text=True))
-    summaries = []
-    for name, proc in zip("ab", procs):
-        out, _ = proc.communicate(timeout=420)
-        assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
-        summaries.append(json.loads(out))
-    a, b = summaries
+    a, b = run_label_processes_at_once(COMMAND + ["--db", str(db)], tmp_path, timeout_s=420)
 
     with Store(db, read_only=True) as store:
         units = store.scalar("SELECT count(*) FROM work_units")

@@ -4,7 +4,6 @@ work leases, `prmf migrate-store` both ways with every row accounted for, and th
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from tasks.lake import _referenced_first, redact
 from tasks.leases import claim, release
 from tasks.postgres import temporary_postgres
 from tasks.store import Store, saved_queries
-from tests.helpers import seed_labelled_arith
+from tests.helpers import run_label_processes_at_once, seed_labelled_arith
 
 
 @pytest.fixture(scope="module")
@@ -151,17 +150,7 @@ def test_two_label_processes_share_one_lake_without_losing_or_repeating_work(lak
     command = [sys.executable, "-m", "flows.cli", "label", "--dataset", "arith", "--limit", "6", "--solutions", "2",
                "--rollouts", str(n), "--batch-prefixes", "2", "--max-tokens", "64", "--rollout-max-tokens", "24",
                "--json", "--db", lake]
-    procs = []
-    for name in ("a", "b"):
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect-{name}"), "PRMF_FAULT": ""}
-        procs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                      stderr=(tmp_path / f"{name}.log").open("w"), text=True))
-    summaries = []
-    for name, proc in zip("ab", procs):
-        out, _ = proc.communicate(timeout=480)
-        assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
-        summaries.append(json.loads(out))
-    a, b = summaries
+    a, b = run_label_processes_at_once(command, tmp_path, timeout_s=480)
 
     with Store(lake, read_only=True) as store:
         units = store.scalar("SELECT count(*) FROM work_units")
