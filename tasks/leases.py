@@ -120,6 +120,17 @@ def claimed_batches(
                 if not remaining:
                     break
             batch = claim(store, kind, remaining, run_id, batch_size, lease_s)
+            if batch and store.lake:
+                # No lock spans stored() and claim() on a lake: another runner may have stored
+                # keys and released them in between. Claims and stores are serialised (both tick
+                # lease_clock), so a look after the claim sees every store committed before it.
+                done = stored(batch)
+                if done:
+                    on_stored_elsewhere(len(done))
+                    remaining = [k for k in remaining if k not in done]
+                    batch = [k for k in batch if k not in done]
+                    if not batch:
+                        continue
             if batch:
                 yield batch
                 taken = set(batch)

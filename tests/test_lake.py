@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tasks.lake import _referenced_first, redact
-from tasks.leases import claim, release
+from tasks.leases import claim, claimed_batches, release
 from tasks.postgres import temporary_postgres
 from tasks.store import Store, saved_queries
 from tests.helpers import run_label_processes_at_once, seed_labelled_arith
@@ -117,6 +117,37 @@ def test_lake_claims_are_inserted_never_updated_and_follow_the_file_rules(lake):
         assert holders == {"A": 3, "B": 3}  # A: k1, k2, g; B: k0, k3, k4
         # Nothing was ever updated or deleted: one row per claim and per release.
         assert store.scalar("SELECT count(*) FROM claims") == 3 + 2 + 3 + 1 + 1 + 1
+
+
+def test_work_stored_and_released_between_a_runners_look_and_its_claim_is_not_handed_out_again(lake):
+    """No lock spans a runner's look at what is stored and its claim on a lake. Runner A stores
+    k0 and releases its claim just after B looked: B's claim takes the released k0, and B must
+    still not compute it (CI caught B computing such a batch twice)."""
+    def problem(key: str) -> dict:
+        return {"problem_id": key, "dataset": "arith", "split": "train", "source": "t", "source_row": 1,
+                "question": "q", "gold_answer": "6", "answer_kind": "numeric"}
+
+    with Store(lake) as b_store, Store(lake) as a_store:
+        for run in ("A", "B"):
+            b_store.insert_rows("runs", [{"run_id": run, "flow_name": "label", "status": "running", "host": "h",
+                                          "pid": 1}])
+        assert claim(a_store, "label", ["k0"], "A", limit=1, lease_s=60) == ["k0"]
+        looks: list[set[str]] = []
+
+        def stored(keys):
+            found = b_store.existing_keys("problems", "problem_id", keys)
+            if not looks:  # A commits k0 right after B's first look
+                with a_store.transaction():
+                    a_store.insert_rows("problems", [problem("k0")])
+                    release(a_store, "A", ["k0"])
+            looks.append(found)
+            return found
+
+        elsewhere: list[int] = []
+        batches = list(claimed_batches(b_store, "label", ["k0", "k1"], "B", batch_size=2, lease_s=60, stored=stored,
+                                       on_stored_elsewhere=elsewhere.append))
+    assert looks[0] == set()  # B's first look did not see k0 ...
+    assert batches == [["k1"]] and elsewhere == [1]  # ... yet only k1 was handed out to compute
 
 
 def test_doctor_checks_a_lake_and_finds_duplicate_keys(lake, tmp_path):
