@@ -3,7 +3,8 @@
 -- shadows the store's on the bench's connection only, and nothing in the store changes.
 CREATE OR REPLACE TEMP MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
 WITH prefix_values AS (
-    SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root, u.completer_model, u.params, u.budget,
+    SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
+           CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
            count(*) AS n, count(*) FILTER (WHERE r.correct) AS c
     FROM work_units u
     JOIN rollouts r USING (unit_id)
@@ -16,7 +17,7 @@ WITH prefix_values AS (
     FROM solutions s
     JOIN steps st USING (solution_id)
     UNION ALL
-    SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, 0, NULL, NULL
+    SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, 0, '', NULL  -- '': the root's state_key
     FROM solutions s
 ), state_values AS (
     SELECT x.solution_id, problem_id, x.step_index, x.gold,
@@ -32,7 +33,7 @@ WITH prefix_values AS (
     LEFT JOIN prefix_values pv
            ON pv.problem_id = problem_id AND pv.completer_model = e.completer_model
           AND pv.params = e.params AND pv.budget = e.budget
-          AND CASE WHEN x.step_index = 0 THEN pv.root ELSE pv.prefix_hash = x.prefix_hash AND NOT pv.root END
+          AND pv.state_key = x.prefix_hash  -- an equi-join: each state meets its own prefix's values only
 ), q AS (
     SELECT *, c::DOUBLE / n AS q FROM state_values
 ), pairs AS (

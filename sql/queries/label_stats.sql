@@ -13,9 +13,9 @@ WITH labels AS (
     FROM step_estimates e
     JOIN problems p USING (problem_id)
     GROUP BY p.dataset
-), rolled AS (  -- distinct rollouts (solutions sharing a prefix share its rollouts)
-    SELECT p.dataset, count(*) AS rollouts
-    FROM rollouts r JOIN work_units u USING (unit_id) JOIN problems p ON p.problem_id = u.problem_id
+), rolled AS (  -- distinct rollouts (solutions sharing a prefix share its rollouts): each unit's n
+    SELECT p.dataset, sum(u.n)::BIGINT AS rollouts
+    FROM work_units u JOIN problems p ON p.problem_id = u.problem_id
     GROUP BY p.dataset
 ), cost AS (
     SELECT dataset, sum(tokens_generated) AS tokens_generated,

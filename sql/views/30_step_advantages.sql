@@ -14,7 +14,8 @@
 -- completer@hash(sampling)/N. tasks/labelling/advantages.py holds the same formulas in Python.
 CREATE OR REPLACE MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
 WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (migration 014)
-    SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root, u.completer_model, u.params, u.budget,
+    SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
+           CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
            sum(u.n)::BIGINT AS n, sum(u.k)::BIGINT AS c
     FROM work_units u
     WHERE u.strategy = 'math_shepherd'
@@ -26,7 +27,7 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
     FROM solutions s
     JOIN steps st USING (solution_id)
     UNION ALL
-    SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, 0, NULL, NULL
+    SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, 0, '', NULL  -- '': the root's state_key
     FROM solutions s
 ), state_values AS (
     SELECT x.solution_id, problem_id, x.step_index, x.gold,
@@ -42,39 +43,40 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
     LEFT JOIN prefix_values pv
            ON pv.problem_id = problem_id AND pv.completer_model = e.completer_model
           AND pv.params = e.params AND pv.budget = e.budget
-          AND CASE WHEN x.step_index = 0 THEN pv.root ELSE pv.prefix_hash = x.prefix_hash AND NOT pv.root END
-), q AS (
-    SELECT *, c::DOUBLE / n AS q FROM state_values
+          AND pv.state_key = x.prefix_hash  -- an equi-join: each state meets its own prefix's values only
+), q AS (  -- each state's value, and the value of the state before it under the same evaluation
+    SELECT *, c::DOUBLE / n AS q,
+           lag(c::DOUBLE / n) OVER (PARTITION BY solution_id, completer_model, params, budget ORDER BY step_index)
+             AS q_before
+    FROM state_values
+), several AS (  -- problems with more than one evaluation: only they have separate provers
+    SELECT problem_id FROM evaluations GROUP BY problem_id HAVING count(*) > 1
 ), pairs AS (
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model AS base_completer, b.params AS base_params, b.budget AS base_budget,
            'bo' || k AS prover, 'best_of_k' AS prover_kind, k AS prover_k,
            NULL::VARCHAR AS prover_completer, NULL::VARCHAR AS prover_params, NULL::INTEGER AS prover_budget,
            b.q AS q_pi, b.n AS n_pi, b.q_source,
-           1 - pow(1 - b.q, k) AS q_mu, b.n AS n_mu, b.q_source AS q_mu_source
+           1 - pow(1 - b.q_before, k) AS q_mu_before, 1 - pow(1 - b.q, k) AS q_mu, b.n AS n_mu,
+           b.q_source AS q_mu_source
     FROM q b
+    WHERE b.step_index > 0
     UNION ALL
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model, b.params, b.budget,
            m.completer_model || '@' || left(md5(m.params), 8) || '/N' || m.budget, 'completer', NULL,
            m.completer_model, m.params, m.budget,
            b.q, b.n, b.q_source,
-           m.q, m.n, m.q_source
+           m.q_before, m.q, m.n, m.q_source
     FROM q b
     JOIN q m ON m.solution_id = b.solution_id AND m.step_index = b.step_index
             AND NOT (m.completer_model = b.completer_model AND m.params = b.params AND m.budget = b.budget)
-), advantages AS (
-    SELECT *,
-           lag(q_mu) OVER w AS q_mu_before,
-           q_mu - lag(q_mu) OVER w AS a_mu
-    FROM pairs
-    WINDOW w AS (PARTITION BY solution_id, base_completer, base_params, base_budget, prover ORDER BY step_index)
+    WHERE b.step_index > 0 AND b.problem_id IN (SELECT problem_id FROM several)
 )
 SELECT solution_id, problem_id, step_index, gold,
        base_completer, base_params, base_budget,
        prover, prover_kind, prover_k, prover_completer, prover_params, prover_budget,
-       q_pi, n_pi, q_mu_before, q_mu, n_mu, a_mu,
-       q_pi + alpha * a_mu AS reward,
+       q_pi, n_pi, q_mu_before, q_mu, n_mu, q_mu - q_mu_before AS a_mu,
+       q_pi + alpha * (q_mu - q_mu_before) AS reward,
        q_source, q_mu_source
-FROM advantages
-WHERE step_index > 0;
+FROM pairs;
