@@ -10,7 +10,8 @@ each a real ``prmf label`` process on a fresh store, timed from start to finish:
   starts on 127.0.0.1 (data files in the work folder).
 
 Figures: wall seconds of the whole command (process, engines, Prefect, store), labelled steps per
-second and generated tokens per second, each against the baseline. On a 2-core machine shards
+second and generated tokens per second, each against the baseline, and whether each variant did
+the baseline's work (labelled steps and rollouts). On a 2-core machine shards
 share the cores, so little speed-up is expected: what this measures is the overhead of each path.
 """
 
@@ -76,5 +77,7 @@ def run(variants: list[str], problems: int, solutions: int, rollouts: int, workd
     for r in results:
         r["wall_ratio"] = r["wall_s"] / base["wall_s"]
         r["steps_per_s_ratio"] = r["steps_per_s"] / base["steps_per_s"] if base["steps_per_s"] else None
+        # Seeded runs of one job do the same work; if not, the ratios compare different jobs.
+        r["same_work"] = (r["labelled_steps"], r["rollouts"]) == (base["labelled_steps"], base["rollouts"])
     return {"config": {"problems": problems, "solutions": solutions, "rollouts": rollouts, "cpus": os.cpu_count()},
             "results": results}
