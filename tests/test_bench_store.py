@@ -16,8 +16,9 @@ def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
                                       "--rollouts", "3", "--repeats", "1", "--workdir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    # 30 problems x 3 solutions x 3 rolled-out prefixes (the last step is the answer) x 3 rollouts.
-    assert report["store"] == {"problems": 30, "solutions": 90, "steps": 360, "rollouts": 810}
+    # 30 problems x (3 solutions x 3 rolled-out prefixes (the last step is the answer) + the bare
+    # question) x 3 rollouts.
+    assert report["store"] == {"problems": 30, "solutions": 90, "steps": 360, "rollouts": 900}
     rows = {r["query"]: r for r in report["results"]}
     assert set(saved_queries()) | {"count labelled_steps", "avg he, se of step_estimates"} == set(rows)
     assert all(r["same_rows"] for r in rows.values()), [q for q, r in rows.items() if not r["same_rows"]]
@@ -29,3 +30,8 @@ def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
             "SELECT count(*) FROM work_units u WHERE u.k <> (SELECT count(*) FILTER (WHERE r.correct) "
             "FROM rollouts r WHERE r.unit_id = u.unit_id)").rows == [(0,)]
         assert store.scalar("SELECT sum(k) FROM work_units") > 0
+        # Gold labels and root units make the advantage queries do their whole work: every first
+        # step has a value before it (its problem's root), and the gold check covers each prover.
+        assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1 AND q_mu_before IS NULL") == 0
+        assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1") == 90
+        assert {row[0] for row in store.saved_query("advantages_vs_gold").rows} == {"bo2", "bo4", "bo8"}

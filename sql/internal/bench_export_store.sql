@@ -1,7 +1,9 @@
 -- prmf bench export: a synthetic labelled store (tasks/bench_export.py). Variables (SET VARIABLE):
 -- bench_problems, bench_solutions (per problem), bench_steps (per solution), bench_rollouts (per
--- prefix). Every non-final step prefix is rolled out; rollout r of a unit is correct when
--- hash(unit) + r is even, so labels vary. One INSERT per table.
+-- prefix). Every non-final step prefix is rolled out, and so is each problem's bare question (the
+-- root, which process advantages start from); rollout r of a unit is correct when hash(unit) + r
+-- is even, so labels vary. Steps carry gold labels (two in three correct), so the queries that
+-- compare with gold do their full work. One INSERT per table.
 INSERT INTO problems BY NAME
 SELECT 'bp' || i AS problem_id, 'bench' AS dataset, 'train' AS split, 'bench' AS source, i + 1 AS source_row,
        'Bench question ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?' AS question,
@@ -23,7 +25,7 @@ FROM range(getvariable('bench_problems')) t(i), range(getvariable('bench_solutio
 INSERT INTO steps BY NAME
 SELECT s.solution_id, k AS step_index,
        'Step ' || k || ' of solution ' || s.solution_id || ': ' || repeat('x + 1 = y; ', 4) AS text,
-       s.solution_id || ':' || k AS prefix_hash, NULL::BOOLEAN AS gold
+       s.solution_id || ':' || k AS prefix_hash, hash(s.solution_id, k) % 3 <> 0 AS gold
 FROM solutions s, range(1, getvariable('bench_steps') + 1) t(k)
 WHERE s.generator_model = 'bench-generator';
 
@@ -36,7 +38,15 @@ SELECT 'bu' || st.solution_id || ':' || st.step_index AS unit_id, s.problem_id, 
        (SELECT count(*) FROM range(getvariable('bench_rollouts')) t(r)
         WHERE (hash('bu' || st.solution_id || ':' || st.step_index) + r) % 2 = 0) AS k
 FROM steps st JOIN solutions s USING (solution_id)
-WHERE s.generator_model = 'bench-generator' AND st.step_index < s.num_steps;
+WHERE s.generator_model = 'bench-generator' AND st.step_index < s.num_steps
+UNION ALL
+SELECT 'bu' || p.problem_id || ':root', p.problem_id, 'root', 'bench-completer', '{}', 'math_shepherd',
+       getvariable('bench_rollouts'), replace(p.problem_id, 'bp', 'bs') || '.0', 0, 'bench', 0,
+       getvariable('bench_rollouts'),
+       (SELECT count(*) FROM range(getvariable('bench_rollouts')) t(r)
+        WHERE (hash('bu' || p.problem_id || ':root') + r) % 2 = 0)
+FROM problems p
+WHERE p.dataset = 'bench';
 
 INSERT INTO rollouts BY NAME
 SELECT u.unit_id || ':' || r AS rollout_id, u.unit_id, r AS sample_index, u.solution_id, u.step_index,
