@@ -35,3 +35,26 @@ def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
         assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1 AND q_mu_before IS NULL") == 0
         assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1") == 90
         assert {row[0] for row in store.saved_query("advantages_vs_gold").rows} == {"bo2", "bo4", "bo8"}
+
+
+def test_the_saved_gold_check_of_advantages_gives_the_python_gold_checks_aucs(tmp_path):
+    """advantages_vs_gold counts AUCs from tallies per distinct value; tasks.labelling.gold_check
+    ranks every step in Python (a second implementation): the same AUCs on a synthetic store whose
+    rollouts, values and gold labels vary."""
+    import pytest
+
+    from tasks.bench_export import build_store
+    from tasks.labelling.gold_check import gold_check
+
+    db = tmp_path / "store.duckdb"
+    build_store(db, problems=40, solutions=3, steps=4, rollouts=4)
+    with Store(db, read_only=True) as store:
+        saved = {r["prover"]: r for r in store.saved_query("advantages_vs_gold").as_dicts()}
+        python = {c.prover: c for c in gold_check(store, alpha=0.5, n_boot=1)}
+    assert set(saved) == {"bo2", "bo4", "bo8"} and set(python) >= set(saved)
+    for prover, row in saved.items():
+        check = python[prover]
+        assert row["steps"] == check.steps
+        got = (row["auc_q_pi"], row["auc_a_mu"], row["auc_reward"])
+        assert got == pytest.approx((check.q_pi.value, check.a_mu.value, check.reward.value), abs=5e-4), prover
+        assert 0.3 < check.q_pi.value < 0.7 and check.q_pi.value != 0.5  # not a degenerate store

@@ -1,9 +1,10 @@
 -- prmf bench export: a synthetic labelled store (tasks/bench_export.py). Variables (SET VARIABLE):
 -- bench_problems, bench_solutions (per problem), bench_steps (per solution), bench_rollouts (per
 -- prefix). Every non-final step prefix is rolled out, and so is each problem's bare question (the
--- root, which process advantages start from); rollout r of a unit is correct when hash(unit) + r
--- is even, so labels vary. Steps carry gold labels (two in three correct), so the queries that
--- compare with gold do their full work. One INSERT per table.
+-- root, which process advantages start from); rollout r of a unit is correct when hash(unit, r)
+-- is even, so each unit's count of correct rollouts varies from 0 to n. Steps carry gold labels
+-- (two in three correct), so the queries that compare with gold do their full work. One INSERT
+-- per table.
 INSERT INTO problems BY NAME
 SELECT 'bp' || i AS problem_id, 'bench' AS dataset, 'train' AS split, 'bench' AS source, i + 1 AS source_row,
        'Bench question ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?' AS question,
@@ -34,9 +35,9 @@ SELECT 'bu' || st.solution_id || ':' || st.step_index AS unit_id, s.problem_id, 
        'bench-completer' AS completer_model, '{}' AS params, 'math_shepherd' AS strategy,
        getvariable('bench_rollouts') AS budget, st.solution_id, st.step_index, 'bench' AS run_id, 0 AS round,
        getvariable('bench_rollouts') AS n,
-       -- k: the correct rollouts the next statement writes ((hash(unit) + r) % 2 = 0 for r < n)
+       -- k: the correct rollouts the next statement writes (hash(unit, r) % 2 = 0 for r < n)
        (SELECT count(*) FROM range(getvariable('bench_rollouts')) t(r)
-        WHERE (hash('bu' || st.solution_id || ':' || st.step_index) + r) % 2 = 0) AS k
+        WHERE hash('bu' || st.solution_id || ':' || st.step_index, r) % 2 = 0) AS k
 FROM steps st JOIN solutions s USING (solution_id)
 WHERE s.generator_model = 'bench-generator' AND st.step_index < s.num_steps
 UNION ALL
@@ -44,13 +45,13 @@ SELECT 'bu' || p.problem_id || ':root', p.problem_id, 'root', 'bench-completer',
        getvariable('bench_rollouts'), replace(p.problem_id, 'bp', 'bs') || '.0', 0, 'bench', 0,
        getvariable('bench_rollouts'),
        (SELECT count(*) FROM range(getvariable('bench_rollouts')) t(r)
-        WHERE (hash('bu' || p.problem_id || ':root') + r) % 2 = 0)
+        WHERE hash('bu' || p.problem_id || ':root', r) % 2 = 0)
 FROM problems p
 WHERE p.dataset = 'bench';
 
 INSERT INTO rollouts BY NAME
 SELECT u.unit_id || ':' || r AS rollout_id, u.unit_id, r AS sample_index, u.solution_id, u.step_index,
-       'rollout' AS text, NULL AS answer, (hash(u.unit_id) + r) % 2 = 0 AS correct, 'ok' AS grade_status,
+       'rollout' AS text, NULL AS answer, hash(u.unit_id, r) % 2 = 0 AS correct, 'ok' AS grade_status,
        20 AS num_tokens, 'bench' AS run_id
 FROM work_units u, range(getvariable('bench_rollouts')) t(r)
 WHERE u.completer_model = 'bench-completer';

@@ -1,6 +1,7 @@
 -- How well each step score separates gold-correct from gold-wrong steps (datasets with gold step
 -- labels, e.g. arith), per prover: AUC of Q_pi, of A_mu and of the effective reward Q_pi + 0.5 A_mu
--- (Mann-Whitney, ties counted half), and how often A_mu is negative on a gold-correct step.
+-- (Mann-Whitney, ties counted half; from counts per distinct value, not a rank of every step), and
+-- how often A_mu is negative on a gold-correct step.
 -- Best-of-2, -4 and -8 of the base policy and every separate prover, over non-final steps with
 -- rollouts (the final step's value is the outcome, which agrees with gold by construction).
 WITH scored AS (
@@ -14,16 +15,17 @@ WITH scored AS (
     WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL AND prover_kind = 'best_of_k'
 ), long AS (
     UNPIVOT scored ON q_pi, a_mu, reward INTO NAME score VALUE value
-), ranked AS (
-    SELECT *,
-           rank() OVER (PARTITION BY prover, score ORDER BY value)
-             + (count(*) OVER (PARTITION BY prover, score, value) - 1) / 2.0 AS r
+), tallies AS (  -- per distinct score value: its gold-correct and gold-wrong steps (values repeat a lot)
+    SELECT prover, score, value, count(*) FILTER (WHERE gold) AS pos, count(*) FILTER (WHERE NOT gold) AS neg
     FROM long
-), auc AS (
-    SELECT prover, score,
-           (sum(r) FILTER (WHERE gold) - count(*) FILTER (WHERE gold) * (count(*) FILTER (WHERE gold) + 1) / 2.0)
-             / nullif(count(*) FILTER (WHERE gold) * count(*) FILTER (WHERE NOT gold), 0) AS auc
-    FROM ranked
+    GROUP BY ALL
+), below AS (
+    SELECT *, coalesce(sum(neg) OVER (PARTITION BY prover, score ORDER BY value
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS neg_below
+    FROM tallies
+), auc AS (  -- each gold-correct step beats the gold-wrong steps scored below it and half of its ties
+    SELECT prover, score, sum(pos * (neg_below + neg / 2.0)) / nullif(sum(pos) * sum(neg), 0) AS auc
+    FROM below
     GROUP BY ALL
 )
 SELECT s.prover, s.steps, s.gold_correct_share,
