@@ -1,7 +1,9 @@
 -- prmf bench store's baseline (tasks/bench_store.py): the step_advantages macro as it was before it
 -- summed the units' stored (n, k), counting every unit's rollouts on every call. A TEMP macro: it
--- shadows the store's on the bench's connection only, and nothing in the store changes.
-CREATE OR REPLACE TEMP MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
+-- shadows the store's on the bench's connection only, and nothing in the store changes. It has the
+-- store's later fixes that are not about counting (an equi-join on the prefix, ks), so that it
+-- finishes at 10M rollouts and runs the same saved queries.
+CREATE OR REPLACE TEMP MACRO step_advantages(alpha := 0.5, k := 4, ks := NULL) AS TABLE
 WITH prefix_values AS (
     SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
            CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
@@ -39,11 +41,11 @@ WITH prefix_values AS (
 ), pairs AS (
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model AS base_completer, b.params AS base_params, b.budget AS base_budget,
-           'bo' || k AS prover, 'best_of_k' AS prover_kind, k AS prover_k,
+           'bo' || bo.k AS prover, 'best_of_k' AS prover_kind, bo.k AS prover_k,
            NULL::VARCHAR AS prover_completer, NULL::VARCHAR AS prover_params, NULL::INTEGER AS prover_budget,
            b.q AS q_pi, b.n AS n_pi, b.q_source,
-           1 - pow(1 - b.q, k) AS q_mu, b.n AS n_mu, b.q_source AS q_mu_source
-    FROM q b
+           1 - pow(1 - b.q, bo.k) AS q_mu, b.n AS n_mu, b.q_source AS q_mu_source
+    FROM q b, unnest(coalesce(ks, [k])) AS bo(k)
     UNION ALL
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model, b.params, b.budget,
