@@ -214,9 +214,9 @@ class Store:
             try:
                 self.con.execute("COMMIT")
             except duckdb.TransactionException as exc:
-                if self.lake:  # DuckLake rolled it back: another writer changed the same table
-                    raise StoreConflict(f"lake commit conflicted with another writer: {_first_line(exc)}") from exc
-                raise
+                if self.lake and _lake_conflict(exc):  # DuckLake rolled it back: another writer changed the same table
+                    raise StoreConflict(f"lake commit conflicted with another writer: {' '.join(str(exc).split())}") from exc
+                raise StoreError(str(exc).strip()) from exc
 
     def retrying(self, write: Callable[[], T], attempts: int = 8) -> T:
         """``write()`` (a transaction, or a single statement) run again while a lake commit
@@ -330,8 +330,8 @@ class Store:
                     return QueryResult([], [])
                 return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
             except duckdb.TransactionException as exc:
-                if self.lake and not self._in_transaction:  # an autocommit statement lost to another writer
-                    raise StoreConflict(f"lake commit conflicted with another writer: {_first_line(exc)}") from exc
+                if self.lake and not self._in_transaction and _lake_conflict(exc):  # lost to another writer
+                    raise StoreConflict(f"lake commit conflicted with another writer: {' '.join(str(exc).split())}") from exc
                 raise StoreError(str(exc).strip()) from exc
             except duckdb.Error as exc:
                 raise StoreError(str(exc).strip()) from exc
@@ -490,6 +490,14 @@ def _lock_holder(message: str) -> str | None:
         return None
     match = re.search(r"held in (\S+) \(PID (\d+)\)", message)
     return f"PID {match.group(2)}, {match.group(1)}" if match else "unknown process"
+
+
+def _lake_conflict(exc: duckdb.Error) -> bool:
+    """Whether a failed lake commit lost to another writer (worth running again), not failed on
+    its own (a type DuckLake cannot store, say): DuckLake says "Transaction conflict", or that its
+    own retries on a concurrent snapshot ran out."""
+    message = str(exc)
+    return "conflict" in message.lower() or "maximum retry count" in message
 
 
 def _first_line(exc: BaseException) -> str:

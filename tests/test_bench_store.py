@@ -39,7 +39,7 @@ def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
 
 def test_the_saved_gold_check_of_advantages_gives_the_python_gold_checks_aucs(tmp_path):
     """advantages_vs_gold counts AUCs from tallies per distinct value over one
-    step_advantages(ks := [2, 4, 8]); tasks.labelling.gold_check ranks every step in Python over one
+    step_advantages_for_ks([2, 4, 8]); tasks.labelling.gold_check ranks every step in Python over one
     call per K (a second implementation of both): the same AUCs on a synthetic store whose
     rollouts, values and gold labels vary."""
     import pytest

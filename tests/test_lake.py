@@ -150,6 +150,20 @@ def test_work_stored_and_released_between_a_runners_look_and_its_claim_is_not_ha
     assert batches == [["k1"]] and elsewhere == [1]  # ... yet only k1 was handed out to compute
 
 
+def test_a_lake_commit_that_fails_on_its_own_is_an_error_not_a_conflict_to_retry(lake):
+    """Only a commit that lost to another writer is worth running again (StoreConflict); one DuckLake
+    refuses by itself (here a macro default it cannot store) is a plain error with its reason."""
+    from tasks.store import StoreConflict, StoreError
+
+    with Store(lake) as store:
+        with pytest.raises(StoreError) as caught:
+            with store.transaction() as con:
+                con.execute("CREATE MACRO unstorable(x := NULL) AS TABLE SELECT 1 AS y")
+        assert not isinstance(caught.value, StoreConflict)
+        assert "unsupported type" in str(caught.value)
+        assert store.scalar("SELECT count(*) FROM problems") == 0  # the store is still usable
+
+
 def test_doctor_checks_a_lake_and_finds_duplicate_keys(lake, tmp_path):
     from tasks.doctor import check_store
 

@@ -1,9 +1,9 @@
--- prmf bench store's baseline (tasks/bench_store.py): the step_advantages macro as it was before it
--- summed the units' stored (n, k), counting every unit's rollouts on every call. A TEMP macro: it
--- shadows the store's on the bench's connection only, and nothing in the store changes. It has the
--- store's later fixes that are not about counting (an equi-join on the prefix, ks), so that it
--- finishes at 10M rollouts and runs the same saved queries.
-CREATE OR REPLACE TEMP MACRO step_advantages(alpha := 0.5, k := 4, ks := NULL) AS TABLE
+-- prmf bench store's baseline (tasks/bench_store.py): the step_advantages macros as they were before
+-- they summed the units' stored (n, k), counting every unit's rollouts on every call. TEMP macros:
+-- they shadow the store's on the bench's connection only, and nothing in the store changes. They
+-- have the store's later changes that are not about counting (an equi-join on the prefix,
+-- step_advantages_for_ks), so that they finish at 10M rollouts and run the same saved queries.
+CREATE OR REPLACE TEMP MACRO step_advantages_for_ks(ks, alpha := 0.5) AS TABLE
 WITH prefix_values AS (
     SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
            CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
@@ -45,7 +45,7 @@ WITH prefix_values AS (
            NULL::VARCHAR AS prover_completer, NULL::VARCHAR AS prover_params, NULL::INTEGER AS prover_budget,
            b.q AS q_pi, b.n AS n_pi, b.q_source,
            1 - pow(1 - b.q, bo.k) AS q_mu, b.n AS n_mu, b.q_source AS q_mu_source
-    FROM q b, unnest(coalesce(ks, [k])) AS bo(k)
+    FROM q b, unnest(ks) AS bo(k)
     UNION ALL
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model, b.params, b.budget,
@@ -71,3 +71,6 @@ SELECT solution_id, problem_id, step_index, gold,
        q_source, q_mu_source
 FROM advantages
 WHERE step_index > 0;
+
+CREATE OR REPLACE TEMP MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
+SELECT * FROM step_advantages_for_ks([k], alpha := alpha);

@@ -5,7 +5,7 @@
 -- Best-of-2, -4 and -8 of the base policy and every separate prover, over non-final steps with
 -- rollouts (the final step's value is the outcome, which agrees with gold by construction).
 WITH scored AS (
-    SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages(ks := [2, 4, 8])
+    SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages_for_ks([2, 4, 8])
     WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL
 ), long AS (
     UNPIVOT scored ON q_pi, a_mu, reward INTO NAME score VALUE value

@@ -1,10 +1,11 @@
 -- Process advantages (PAV, "Rewarding Progress", Setlur et al. 2024): per solution step h, the
 -- base policy's value Q_pi(h), a prover's value before and after the step, the advantage
 -- A_mu(h) = Q_mu(h) - Q_mu(h-1), and the effective reward Q_pi(h) + alpha * A_mu(h).
--- A table macro, so alpha and K are arguments (ks: several Best-of-K provers in one pass):
+-- Table macros, so alpha and K are arguments; step_advantages_for_ks pairs several Best-of-K
+-- provers in one pass (it has no optional list argument: DuckLake cannot keep a NULL default):
 --   SELECT * FROM step_advantages();                       -- alpha 0.5, Best-of-4 provers
 --   SELECT * FROM step_advantages(alpha := 0.2, k := 2);
---   SELECT * FROM step_advantages(ks := [2, 4, 8]);         -- bo2, bo4 and bo8 (k is then ignored)
+--   SELECT * FROM step_advantages_for_ks([2, 4, 8]);        -- bo2, bo4 and bo8
 -- Values (`q_source`): Q(0) from the bare question's rollouts (`root`, labelled with +root), Q(h)
 -- from prefix h's full-budget rollouts (`rollouts`: math_shepherd units; an early-stopped rate is
 -- biased and an inferred label has no rate, so neither gives a value), Q(S) the solution's own
@@ -13,7 +14,7 @@
 -- `bo<K>`, Best-of-K of the base policy (analytic: 1 - (1 - Q_pi)^K, no rollouts), and every other
 -- evaluation that rolled out the same prefixes (a separate prover model or sampling), named
 -- completer@hash(sampling)/N. tasks/labelling/advantages.py holds the same formulas in Python.
-CREATE OR REPLACE MACRO step_advantages(alpha := 0.5, k := 4, ks := NULL) AS TABLE
+CREATE OR REPLACE MACRO step_advantages_for_ks(ks, alpha := 0.5) AS TABLE
 WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (migration 014)
     SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
            CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
@@ -60,7 +61,7 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
            b.q AS q_pi, b.n AS n_pi, b.q_source,
            1 - pow(1 - b.q_before, bo.k) AS q_mu_before, 1 - pow(1 - b.q, bo.k) AS q_mu, b.n AS n_mu,
            b.q_source AS q_mu_source
-    FROM q b, unnest(coalesce(ks, [k])) AS bo(k)
+    FROM q b, unnest(ks) AS bo(k)
     WHERE b.step_index > 0
     UNION ALL
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
@@ -81,3 +82,6 @@ SELECT solution_id, problem_id, step_index, gold,
        q_pi + alpha * (q_mu - q_mu_before) AS reward,
        q_source, q_mu_source
 FROM pairs;
+
+CREATE OR REPLACE MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE
+SELECT * FROM step_advantages_for_ks([k], alpha := alpha);
