@@ -130,6 +130,8 @@ class Store:
             self.close()
             raise StoreError(f"lake {redact(self.location)} has no prmf tables yet (run `prmf label` first, or "
                              f"`prmf migrate-store` to copy a store into it)")
+        else:
+            self._current_views_for_this_connection()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -277,6 +279,22 @@ class Store:
             for path in sorted((SQL_DIR / "views").glob("*.sql")):
                 self.con.execute(path.read_text())
         return applied
+
+    def _current_views_for_this_connection(self) -> None:
+        """A read-only open cannot rewrite the views and macros an older version stored, and the
+        saved queries are this version's: this version's views go in as TEMP views and macros,
+        which shadow the stored ones on this connection only. Only on a store whose schema is
+        current, since a view binds to the columns of its tables (an older schema keeps its views
+        until a writable open migrates it)."""
+        with self._lock:
+            if not self.con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations'").fetchone()[0]:
+                return
+            if self.con.execute(internal_sql("schema_version")).fetchone()[0] != latest_schema_version():
+                return
+            for path in sorted((SQL_DIR / "views").glob("*.sql")):
+                self.con.execute(re.sub(r"CREATE OR REPLACE (VIEW|MACRO)", r"CREATE OR REPLACE TEMP \1",
+                                        path.read_text()))
 
     def _lake_has_schema(self) -> bool:
         return bool(self.con.execute(

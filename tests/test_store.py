@@ -227,3 +227,23 @@ def test_backup_is_a_whole_consistent_copy(tmp_path):
         assert restored.query("SELECT count(*), sum(length(text)) FROM rollouts").rows == expected
         assert restored.scalar("SELECT count(*) FROM labelled_steps") > 0
     assert not list((tmp_path / "backups").glob("*.partial"))
+
+
+def test_a_read_only_open_of_a_store_with_an_older_versions_views_runs_this_versions_saved_queries(tmp_path):
+    """`prmf query` opens read-only and cannot rewrite views: a store last written by the version
+    before step_advantages_for_ks still answers advantages_vs_gold, as the migrated store does."""
+    from tests.helpers import seed_labelled_arith
+
+    db = tmp_path / "older.duckdb"
+    with Store(db) as store:
+        seed_labelled_arith(store, 3)
+        # What the previous version left: no step_advantages_for_ks, its own step_advantages.
+        store.con.execute("DROP MACRO TABLE step_advantages")
+        store.con.execute("DROP MACRO TABLE step_advantages_for_ks")
+        store.con.execute("CREATE MACRO step_advantages(alpha := 0.5, k := 4) AS TABLE SELECT 'stale' AS solution_id")
+    with Store(db, read_only=True) as store:
+        read_only = store.saved_query("advantages_vs_gold").rows
+        assert store.scalar("SELECT count(*) FROM step_advantages() WHERE solution_id = 'stale'") == 0
+    with Store(db) as store:  # a writable open rewrites the stored views and macros
+        assert store.saved_query("advantages_vs_gold").rows == read_only
+    assert {row[0] for row in read_only} == {"bo2", "bo4", "bo8"}
