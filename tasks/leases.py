@@ -111,26 +111,30 @@ def claimed_batches(
     Keys another runner stores meanwhile are skipped and reported to ``on_stored_elsewhere``.
     """
     remaining = list(keys)
+
+    def skip_stored(looked_at: list[str]) -> set[str]:
+        """Drop the keys of ``looked_at`` already stored from the remaining work; returns them."""
+        nonlocal remaining
+        done = stored(looked_at)
+        if done:
+            on_stored_elsewhere(len(done))
+            remaining = [k for k in remaining if k not in done]
+        return done
+
     with Heartbeat(store.location, run_id, lease_s):
         while remaining:
-            done = stored(remaining)
-            if done:
-                on_stored_elsewhere(len(done))
-                remaining = [k for k in remaining if k not in done]
-                if not remaining:
-                    break
+            skip_stored(remaining)
+            if not remaining:
+                break
             batch = claim(store, kind, remaining, run_id, batch_size, lease_s)
             if batch and store.lake:
                 # No lock spans stored() and claim() on a lake: another runner may have stored
                 # keys and released them in between. Claims and stores are serialised (both tick
                 # lease_clock), so a look after the claim sees every store committed before it.
-                done = stored(batch)
-                if done:
-                    on_stored_elsewhere(len(done))
-                    remaining = [k for k in remaining if k not in done]
-                    batch = [k for k in batch if k not in done]
-                    if not batch:
-                        continue
+                done = skip_stored(batch)
+                batch = [k for k in batch if k not in done]
+                if not batch:
+                    continue
             if batch:
                 yield batch
                 taken = set(batch)

@@ -92,6 +92,11 @@ def latest_schema_version() -> int:
     return migration_files()[-1][0]
 
 
+def view_files() -> list[Path]:
+    """The ``sql/views`` files (views and table macros), in the order they build on each other."""
+    return sorted((SQL_DIR / "views").glob("*.sql"))
+
+
 def lake_sql(name: str) -> str | None:
     """The text of ``sql/lake/NAME.sql``, a lake's own version of an internal statement; None if
     the lake runs the internal one."""
@@ -216,9 +221,7 @@ class Store:
             try:
                 self.con.execute("COMMIT")
             except duckdb.TransactionException as exc:
-                if self.lake and _lake_conflict(exc):  # DuckLake rolled it back: another writer changed the same table
-                    raise StoreConflict(f"lake commit conflicted with another writer: {' '.join(str(exc).split())}") from exc
-                raise StoreError(str(exc).strip()) from exc
+                raise _commit_error(exc, lake=self.lake) from exc
 
     def retrying(self, write: Callable[[], T], attempts: int = 8) -> T:
         """``write()`` (a transaction, or a single statement) run again while a lake commit
@@ -276,7 +279,7 @@ class Store:
                     con.execute(path.read_text())
                     con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
                 applied.append(path.stem)
-            for path in sorted((SQL_DIR / "views").glob("*.sql")):
+            for path in view_files():
                 self.con.execute(path.read_text())
         return applied
 
@@ -292,7 +295,7 @@ class Store:
                 return
             if self.con.execute(internal_sql("schema_version")).fetchone()[0] != latest_schema_version():
                 return
-            for path in sorted((SQL_DIR / "views").glob("*.sql")):
+            for path in view_files():
                 self.con.execute(re.sub(r"CREATE OR REPLACE (VIEW|MACRO)", r"CREATE OR REPLACE TEMP \1",
                                         path.read_text()))
 
@@ -324,7 +327,7 @@ class Store:
                         con.execute(path.read_text())
                         con.execute(internal_sql("record_migration"), {"version": version, "name": path.stem})
                     applied.append(path.stem)
-            views = sorted((SQL_DIR / "views").glob("*.sql"))
+            views = view_files()
             digest = hashlib.sha256("\x1f".join(p.read_text() for p in views).encode()).hexdigest()
             if self.con.execute(lake_sql("views_digest")).fetchone()[0] != digest:
                 with self.transaction() as con:
@@ -347,10 +350,8 @@ class Store:
                 if cursor.description is None:
                     return QueryResult([], [])
                 return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
-            except duckdb.TransactionException as exc:
-                if self.lake and not self._in_transaction and _lake_conflict(exc):  # lost to another writer
-                    raise StoreConflict(f"lake commit conflicted with another writer: {' '.join(str(exc).split())}") from exc
-                raise StoreError(str(exc).strip()) from exc
+            except duckdb.TransactionException as exc:  # outside a transaction: an autocommit statement's commit
+                raise _commit_error(exc, lake=self.lake and not self._in_transaction) from exc
             except duckdb.Error as exc:
                 raise StoreError(str(exc).strip()) from exc
             finally:
@@ -510,12 +511,15 @@ def _lock_holder(message: str) -> str | None:
     return f"PID {match.group(2)}, {match.group(1)}" if match else "unknown process"
 
 
-def _lake_conflict(exc: duckdb.Error) -> bool:
-    """Whether a failed lake commit lost to another writer (worth running again), not failed on
-    its own (a type DuckLake cannot store, say): DuckLake says "Transaction conflict", or that its
-    own retries on a concurrent snapshot ran out."""
+def _commit_error(exc: duckdb.TransactionException, lake: bool) -> StoreError:
+    """A failed commit as the store's error: a lake commit that lost to another writer is a
+    StoreConflict (worth running again: DuckLake says "Transaction conflict", or that its own
+    retries on a concurrent snapshot ran out); any other failure (a type DuckLake cannot store,
+    say) is a StoreError with its reason."""
     message = str(exc)
-    return "conflict" in message.lower() or "maximum retry count" in message
+    if lake and ("conflict" in message.lower() or "maximum retry count" in message):
+        return StoreConflict(f"lake commit conflicted with another writer: {' '.join(message.split())}")
+    return StoreError(message.strip())
 
 
 def _first_line(exc: BaseException) -> str:

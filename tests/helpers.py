@@ -217,7 +217,6 @@ def seed_prefix_rollouts(store, outcomes: dict[str, dict[int, int]]) -> None:
                 "num_tokens": 3, "run_id": "r"} for i in range(4)])
 
 
-
 def run_label_processes_at_once(command: list[str], tmp_path, timeout_s: float) -> list[dict]:
     """Two copies of a `prmf label ... --json` command started together, each with its own
     Prefect home (its own temporary API server and database) and log; their JSON summaries once
