@@ -16,7 +16,7 @@ from prefect import flow, runtime
 
 from tasks.config import ImportConfig
 from tasks.interchange.imports import import_task
-from tasks.runs import recorded_run
+from tasks.runs import recorded_run, settle_task
 
 
 def _run_name() -> str:
@@ -31,6 +31,7 @@ def import_labels(config: ImportConfig = ImportConfig()) -> dict[str, Any]:
     """Import ``config.path`` (``config.format``) into ``config.db``."""
     with recorded_run(config.db, "import", config) as run_id:
         summary = import_task(config, run_id)
+    settle_task(str(config.db))
     if summary.already_imported:
         print(f"{summary.source}: already imported as {summary.import_id} into {summary.dataset}/{summary.split}; "
               "nothing stored")

@@ -1,4 +1,4 @@
-"""The label flow: select problems -> generate -> label -> record -> signal growth.
+"""The label flow: select problems -> generate -> label -> record -> settle -> signal growth.
 
 Run it with ``prmf label`` (progress bar and summary table) or as a Prefect deployment. Every
 step is idempotent, so rerunning the same flow resumes where a previous run stopped. With
@@ -22,7 +22,7 @@ from tasks.generation import GenerationSummary, generate_task
 from tasks.growth import signal_growth_task
 from tasks.ingest import select_problems_task
 from tasks.models import prepare_model
-from tasks.runs import recorded_run, summarize_run_task
+from tasks.runs import recorded_run, settle_task, summarize_run_task
 from tasks.labelling import LabelSummary, label_task
 from tasks.labelling.shards import (ShardSummary, label_shard_task, merge_summaries, partition, shard_count,
                                     shard_resources, shard_row)
@@ -77,6 +77,7 @@ def label(config: LabelConfig = LabelConfig()) -> dict[str, Any]:
     if selected.exhausted:
         print(selected.describe_exhaustion())
         publish_exhaustion_task(selected)
+    settle_task(db)  # before the queries below, which then read the run's problems settled
     publish_label_stats_task(db)
     growth = signal_growth_task(db, run_id, selected, config.retrain_threshold_steps)
     print(growth.describe())  # the run's log in the UI

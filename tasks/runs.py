@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tasks.config import LabelConfig
 from tasks.models import resolve_model
-from tasks.store import Store, internal_sql, to_json
+from tasks.store import Settled, Store, StoreError, internal_sql, to_json
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,6 +98,23 @@ def finish_run_task(db: str, run_id: str, status: str, error: str | None = None)
 
     with Store(db) as store:
         store.retrying(finish)  # on a lake, another writer may update runs at the same moment
+
+
+@task(name="settle-estimates", cache_policy=NO_CACHE)
+def settle_task(db: str) -> Settled | None:
+    """Store the estimates of the problems that ended runs wrote (:meth:`Store.settle`), so that
+    queries read them precomputed. A settle that fails leaves them computed from the units, which
+    is correct, only slower: the flow says so and does not fail."""
+    try:
+        with Store(db) as store:
+            settled = store.settle()
+    except StoreError as exc:
+        print(f"settling the estimates failed ({exc}); queries compute them from the units until "
+              f"`prmf settle` runs")
+        return None
+    if settled.runs:
+        print(f"settled {settled.problems} problems' estimates in {settled.seconds:.1f} s")
+    return settled
 
 
 @contextmanager

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
+SETTLED_ESTIMATES_VERSION = 15  # the migration that adds the settled_* tables (Store.settle)
+
 _FILE_LOCKS: dict[Path, threading.RLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
 
@@ -111,6 +113,16 @@ class QueryResult:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What one :meth:`Store.settle` stored: the runs it settled, the problems it recomputed, and
+    how many problems are still unsettled (written by runs still running)."""
+    runs: list[str]
+    problems: int
+    unsettled: int
+    seconds: float
 
 
 class Store:
@@ -265,9 +277,15 @@ class Store:
         return destination
 
     def migrate(self) -> list[str]:
-        """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names."""
-        if self.lake:
-            return self.retrying(self._migrate_lake)
+        """Apply pending ``sql/ddl`` migrations in order, then refresh views. Returns applied names.
+        A store that gains the settled estimates (migration 015) settles its ended runs at once,
+        so that its queries do not compute every problem from its units until its next run ends."""
+        applied = self.retrying(self._migrate_lake) if self.lake else self._migrate_file()
+        if any(name.startswith(f"{SETTLED_ESTIMATES_VERSION:03d}_") for name in applied):
+            self.settle()
+        return applied
+
+    def _migrate_file(self) -> list[str]:
         applied: list[str] = []
         with self._lock:
             self.con.execute(internal_sql("create_schema_migrations"))
@@ -335,6 +353,36 @@ class Store:
                         con.execute(path.read_text())
                     con.execute(lake_sql("record_views_digest"), {"digest": digest})
         return applied
+
+    def settle(self, recompute_all: bool = False) -> Settled:
+        """Store the estimates of every problem that no running run writes any more (migration
+        015), so that queries read them instead of computing them from the units: the runs that
+        ended since the last settle join ``settled_runs`` and their problems' rows of
+        ``step_estimates_of`` and the like replace the settled ones, in one transaction.
+        Idempotent and cheap when nothing ended; ``recompute_all`` settles every finished run
+        again. Settles run one at a time (``settle_clock``), and on a lake one that conflicts
+        with another writer's commit is retried."""
+        if self.read_only:
+            raise StoreError("settle writes the settled estimates: open the store for writing")
+        started = time.perf_counter()
+        if not recompute_all and not self.query(internal_sql("settle_runs")).rows:
+            return Settled([], 0, self.scalar(internal_sql("count_unsettled_problems")), time.perf_counter() - started)
+
+        def write() -> tuple[list[str], list[str]]:
+            with self.transaction() as con:
+                con.execute(internal_sql("tick_settle_clock"))
+                if recompute_all:
+                    con.execute(internal_sql("forget_settled_runs"))
+                runs = [r for (r,) in con.execute(internal_sql("settle_runs")).fetchall()]
+                problems = [p for (p,) in con.execute(internal_sql("settle_problems"), {"runs": runs}).fetchall()]
+                values = {"runs": runs, "problems": problems}
+                for statement in _statements(internal_sql("settle")):
+                    con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
+                return runs, problems
+
+        runs, problems = self.retrying(write)
+        return Settled(runs, len(problems), self.scalar(internal_sql("count_unsettled_problems")),
+                       time.perf_counter() - started)
 
     # --- generic access -----------------------------------------------------------------------
 
@@ -501,6 +549,13 @@ def _lake_insert(table: str, keys: list[list[str]]) -> str:
         for key in keys)
     first = f"row_number() OVER (PARTITION BY {', '.join(keys[0])}) = 1"
     return f"{sql} WHERE {absent} QUALIFY {first}"
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a file of several (each ends with ``;`` at a line's end), comments
+    dropped: DuckDB prepares one statement at a time when it binds parameters."""
+    text = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*\n", text + "\n") if s.strip()]
 
 
 def _lock_holder(message: str) -> str | None:

@@ -1,5 +1,6 @@
-"""prmf bench store on a small synthetic store: every saved query runs under both estimates
-(units' stored counts, and the pre-014 view counting every rollout), and they agree row for row."""
+"""prmf bench store on a small synthetic store: every saved query runs under the three estimates
+(settled, computed from the units' stored counts, and the pre-014 view counting every rollout), and
+they agree row for row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flows.cli import app
 from tasks.store import Store, saved_queries
 
 
-def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
+def test_bench_store_times_every_saved_query_and_the_three_estimates_agree(tmp_path):
     result = CliRunner().invoke(app, ["bench", "store", "--problems", "30", "--solutions", "3", "--steps", "4",
                                       "--rollouts", "3", "--repeats", "1", "--workdir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
@@ -22,10 +23,12 @@ def test_bench_store_times_every_saved_query_and_both_estimates_agree(tmp_path):
     rows = {r["query"]: r for r in report["results"]}
     assert set(saved_queries()) | {"count labelled_steps", "avg he, se of step_estimates"} == set(rows)
     assert all(r["same_rows"] for r in rows.values()), [q for q, r in rows.items() if not r["same_rows"]]
-    assert all(r["by-rollouts"] > 0 and r["unit-counts"] > 0 for r in rows.values())
+    assert all(r["by-rollouts"] > 0 and r["unit-counts"] > 0 and r["settled"] > 0 for r in rows.values())
+    assert report["settled_problems"] == 30 and report["settle_s"] > 0
     # The counts the store keeps are the rollouts' own (what migration 014 and the labeller write).
     with Store(tmp_path / "bench-store.duckdb", read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM labelled_steps") == 360
+        assert store.scalar("SELECT count(*) FROM unsettled_problems") == 0  # the bench settled it
         assert store.query(
             "SELECT count(*) FROM work_units u WHERE u.k <> (SELECT count(*) FILTER (WHERE r.correct) "
             "FROM rollouts r WHERE r.unit_id = u.unit_id)").rows == [(0,)]
@@ -41,7 +44,7 @@ def test_the_saved_gold_check_of_advantages_gives_the_python_gold_checks_aucs(tm
     """advantages_vs_gold counts AUCs from tallies per distinct value over one
     step_advantages_for_ks([2, 4, 8]); tasks.labelling.gold_check ranks every step in Python over one
     call per K (a second implementation of both): the same AUCs on a synthetic store whose
-    rollouts, values and gold labels vary."""
+    rollouts, values and gold labels vary, with its values computed from the units and settled."""
     import pytest
 
     from tasks.bench_export import build_store
@@ -49,9 +52,11 @@ def test_the_saved_gold_check_of_advantages_gives_the_python_gold_checks_aucs(tm
 
     db = tmp_path / "store.duckdb"
     build_store(db, problems=40, solutions=3, steps=4, rollouts=4)
-    with Store(db, read_only=True) as store:
+    with Store(db) as store:
         saved = {r["prover"]: r for r in store.saved_query("advantages_vs_gold").as_dicts()}
         python = {c.prover: c for c in gold_check(store, alpha=0.5, n_boot=1)}
+        assert store.settle().problems == 40
+        assert {r["prover"]: r for r in store.saved_query("advantages_vs_gold").as_dicts()} == saved
     assert set(saved) == {"bo2", "bo4", "bo8"} and set(python) >= set(saved)
     for prover, row in saved.items():
         check = python[prover]

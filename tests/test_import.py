@@ -237,7 +237,7 @@ def test_a_store_made_before_migration_13_opens_and_imports(tmp_path):
         kept = {t: old.scalar(f"SELECT count(*) FROM {t}") for t in ("problems", "solutions", "steps", "rollouts")}
         labelled = old.scalar("SELECT count(*) FROM labelled_steps")
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 15
         assert store.scalar("SELECT count(*) FROM imports") == 0
     result = _import(db, SHEPHERD, "math-shepherd")
     assert result["imported"] == 7

@@ -70,6 +70,9 @@ def test_label_flow_records_every_prefix(prefect_harness, engine, db_path):
         rollouts = store.scalar("SELECT count(*) FROM rollouts")
         assert rollouts == 4 * store.scalar("SELECT count(*) FROM work_units") > 0
         assert store.scalar("SELECT count(DISTINCT problem_id) FROM solutions") == 4
+        # The run settled its problems at its end: the checks above read the settled estimates.
+        assert store.query("SELECT run_id FROM settled_runs").rows == [(summary["run_id"],)]
+        assert store.scalar("SELECT count(*) FROM unsettled_problems") == 0
 
     assert summary["problems"] == 4 and summary["rollouts"] >= rollouts
 

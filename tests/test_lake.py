@@ -44,7 +44,7 @@ def test_a_new_lake_has_every_table_and_keeps_keys_without_constraints(lake):
                "question": "q", "gold_answer": "6", "answer_kind": "numeric"}
     with Store(lake) as store:
         assert store.lake
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 15
         # The batch repeats p1 and the store already has it after the first insert: one row each.
         assert store.insert_rows("problems", [problem, problem, {**problem, "problem_id": "p2"}]) == 2
         assert store.insert_rows("problems", [problem, {**problem, "problem_id": "p3"}]) == 1
@@ -76,6 +76,16 @@ def test_every_saved_query_gives_the_same_rows_on_a_lake_as_on_the_file_it_was_c
             assert sorted(map(repr, got.rows)) == sorted(map(repr, expected.rows)), name
         assert file.query("SELECT * FROM step_estimates ORDER BY ALL").rows == \
             lake_store.query("SELECT * FROM step_estimates ORDER BY ALL").rows
+    with Store(source) as file:
+        file.settle()
+    with Store(source, read_only=True) as file, Store(lake, read_only=True) as lake_store:
+        # The copy settled its estimates as it copied them: above, the lake read them settled and the
+        # file computed them from its units. Now both settled, and both computed from the units: the same.
+        assert lake_store.scalar("SELECT count(*) FROM unsettled_problems") == 0
+        for view in ("step_estimates", "labelled_steps", "step_values", "step_estimates_live",
+                     "labelled_estimates_live", "step_values_live"):
+            assert file.query(f"SELECT * FROM {view} ORDER BY ALL").rows == \
+                lake_store.query(f"SELECT * FROM {view} ORDER BY ALL").rows, view
 
     back = tmp_path / "back.duckdb"
     assert all(c.ok for c in copy_store(lake, back))
@@ -206,6 +216,9 @@ def test_two_label_processes_share_one_lake_without_losing_or_repeating_work(lak
         assert store.scalar("SELECT count(*) FROM problems") == 6
         assert store.scalar("SELECT count(*) FROM generations") == 6
         statuses = {s for (s,) in store.query("SELECT status FROM runs").rows}
+        # Each run settled at its end (one settle at a time); the later one settled what both wrote.
+        assert store.scalar("SELECT count(*) FROM settled_runs") == 2
+        assert store.scalar("SELECT count(*) FROM unsettled_problems") == 0
     assert units == wanted > 0 and per_unit == {n}
     assert a["prefixes_recomputed"] == b["prefixes_recomputed"] == 0
     assert a["prefixes_labelled_now"] + b["prefixes_labelled_now"] == units

@@ -40,7 +40,7 @@ def test_a_store_made_by_schema_5_opens_and_keeps_every_row(tmp_path):
     kept = {"problems": 5, "solutions": 6, "steps": 18, "work_units": 12, "rollouts": 48, "runs": 1,
             "retrain_triggers": 1, "eval_pools": 1, "eval_candidates": 2, "prm_models": 1}
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 15
         assert {t: store.scalar(f"SELECT count(*) FROM {t}") for t in kept} == kept
         # Later tables and columns exist and start empty; prm_models (rebuilt by 010) takes implicit PRMs.
         assert [store.scalar(f"SELECT count(*) FROM {t}") for t in ("searches", "search_nodes", "search_results")] == [0] * 3
@@ -76,7 +76,7 @@ def test_a_store_made_by_the_previous_version_opens_and_keeps_every_unit_and_est
         estimates = old.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows
         old_correct = old.query("SELECT unit_id, correct::INTEGER FROM rollouts").rows
     with Store(db) as store:
-        assert store.scalar("SELECT max(version) FROM schema_migrations") == 14
+        assert store.scalar("SELECT max(version) FROM schema_migrations") == 15
         migrated = store.query("SELECT * FROM work_units ORDER BY unit_id").as_dicts()
         assert [{k: v for k, v in u.items() if k not in ("round", "n", "k")} for u in migrated] == units
         assert {(u["round"], u["n"] == u["budget"]) for u in migrated} == {(0, True)}
@@ -88,6 +88,12 @@ def test_a_store_made_by_the_previous_version_opens_and_keeps_every_unit_and_est
         assert store.query("SELECT * FROM rollouts ORDER BY rollout_id").rows == rollouts
         assert store.query("SELECT solution_id, step_index, n, k, he, se FROM step_estimates ORDER BY ALL").rows == estimates
         assert store.scalar("SELECT count(*) FROM labelled_steps WHERE inferred") == 0
+        # Migration 015 settled the old run's problems as it opened: the estimates above were read
+        # settled, and are what its units give (the doctor below checks that too).
+        assert store.scalar("SELECT count(*) FROM settled_runs") == 1
+        assert store.scalar("SELECT count(*) FROM unsettled_problems") == 0
+        assert store.scalar("SELECT count(DISTINCT problem_id) FROM settled_step_estimates") == \
+            store.scalar("SELECT count(DISTINCT problem_id) FROM solutions") > 0
         # The schema still refuses a second copy of a unit's rollout.
         with pytest.raises(StoreError, match="[Cc]onstraint"):
             store.query("INSERT INTO rollouts (rollout_id, unit_id, sample_index, solution_id, step_index, text, "

@@ -1,7 +1,7 @@
 -- prmf bench store's baseline (tasks/bench_store.py): step_estimates as it was before migration 014,
--- counting every unit's rollouts on every query instead of summing the units' stored (n, k). A TEMP
--- view: it shadows the store's view on the bench's connection only (views built on it, such as
--- labelled_steps, read it too), and nothing in the store changes.
+-- counting every unit's rollouts on every query instead of summing the units' stored (n, k), and
+-- labelled_steps computed from it (as before migration 015, which stores settled estimates). TEMP
+-- views: they shadow the store's on the bench's connection only, and nothing in the store changes.
 CREATE OR REPLACE TEMP VIEW step_estimates AS
 WITH prefix_counts AS NOT MATERIALIZED (
     SELECT u.problem_id, u.prefix_hash, u.completer_model, u.params, u.strategy, u.budget,
@@ -66,3 +66,26 @@ SELECT st.solution_id, st.step_index, s.problem_id,
 FROM steps st
 JOIN solutions s USING (solution_id)
 WHERE st.step_index = s.num_steps;
+
+CREATE OR REPLACE TEMP VIEW labelled_steps AS
+WITH est AS (
+    SELECT solution_id, step_index,
+           CASE WHEN sum(n) > 0 THEN sum(k) > 0 ELSE bool_or(he) END AS he,
+           sum(k)::DOUBLE / nullif(sum(n), 0) AS se,
+           bool_and(source = 'inferred') AS inferred
+    FROM step_estimates
+    GROUP BY ALL
+), complete AS (
+    SELECT s.solution_id
+    FROM solutions s JOIN est e USING (solution_id)
+    WHERE s.generator_model NOT LIKE 'import:%'
+    GROUP BY s.solution_id, s.num_steps
+    HAVING count(*) = s.num_steps
+)
+SELECT p.problem_id, p.dataset, p.split, p.question, p.answer_kind,
+       s.solution_id, s.correct AS solution_correct, st.step_index, st.text, e.he, e.se, e.inferred
+FROM complete c
+JOIN solutions s USING (solution_id)
+JOIN problems p ON p.problem_id = s.problem_id
+JOIN steps st ON st.solution_id = s.solution_id
+JOIN est e ON e.solution_id = st.solution_id AND e.step_index = st.step_index;

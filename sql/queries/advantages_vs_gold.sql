@@ -7,10 +7,13 @@
 WITH scored AS (
     SELECT prover, gold, q_pi, a_mu, reward FROM step_advantages_for_ks([2, 4, 8])
     WHERE gold IS NOT NULL AND q_source = 'rollouts' AND a_mu IS NOT NULL
+), distinct_scores AS (  -- steps with the same scores and gold label, counted once (values repeat a lot)
+    SELECT prover, gold, q_pi, a_mu, reward, count(*) AS steps FROM scored GROUP BY ALL
 ), long AS (
-    UNPIVOT scored ON q_pi, a_mu, reward INTO NAME score VALUE value
-), tallies AS (  -- per distinct score value: its gold-correct and gold-wrong steps (values repeat a lot)
-    SELECT prover, score, value, count(*) FILTER (WHERE gold) AS pos, count(*) FILTER (WHERE NOT gold) AS neg
+    UNPIVOT distinct_scores ON q_pi, a_mu, reward INTO NAME score VALUE value
+), tallies AS (  -- per distinct score value: its gold-correct and gold-wrong steps
+    SELECT prover, score, value, coalesce(sum(steps) FILTER (WHERE gold), 0) AS pos,
+           coalesce(sum(steps) FILTER (WHERE NOT gold), 0) AS neg
     FROM long
     GROUP BY ALL
 ), below AS (

@@ -5,25 +5,40 @@
 -- is the factory's measure of data growth. Imported solutions (prmf import, generator
 -- `import:<format>`) are never in it: their labels are no factory estimates (a one-step imported
 -- solution would otherwise be complete through its final answer alone).
-CREATE OR REPLACE VIEW labelled_steps AS
+-- labelled_estimates_of(problem_ids) computes the pooled estimates of those problems' fully
+-- labelled solutions; settled problems keep them in settled_labelled_estimates (migration 015, see
+-- unsettled_problems).
+CREATE OR REPLACE MACRO labelled_estimates_of(problem_ids) AS TABLE
 WITH est AS (
-    SELECT solution_id, step_index,
+    SELECT solution_id, step_index, problem_id,  -- problem_id (one per solution) lets a problem filter in
            CASE WHEN sum(n) > 0 THEN sum(k) > 0 ELSE bool_or(he) END AS he,
            sum(k)::DOUBLE / nullif(sum(n), 0) AS se,
            bool_and(source = 'inferred') AS inferred
-    FROM step_estimates
+    FROM step_estimates_of(problem_ids)
     GROUP BY ALL
-), complete AS (
-    SELECT s.solution_id
-    FROM solutions s JOIN est e USING (solution_id)
-    WHERE s.generator_model NOT LIKE 'import:%'
-    GROUP BY s.solution_id, s.num_steps
-    HAVING count(*) = s.num_steps
+), counted AS (  -- a window, not a join back: a problem filter reaches the estimates
+    SELECT e.*, s.num_steps, s.generator_model,
+           count(*) OVER (PARTITION BY e.problem_id, e.solution_id) AS estimated_steps
+    FROM est e
+    JOIN (SELECT * FROM solutions WHERE problem_id IN (SELECT unnest(problem_ids))) s USING (solution_id)
+)
+SELECT solution_id, step_index, problem_id, he, se, inferred
+FROM counted
+WHERE estimated_steps = num_steps AND generator_model NOT LIKE 'import:%';
+
+CREATE OR REPLACE VIEW labelled_estimates_live AS
+SELECT * FROM labelled_estimates_of((SELECT list(problem_id) FROM problems));
+
+CREATE OR REPLACE VIEW labelled_steps AS
+WITH est AS (
+    SELECT * FROM settled_labelled_estimates
+    WHERE problem_id NOT IN (SELECT problem_id FROM unsettled_problems)
+    UNION ALL
+    SELECT * FROM labelled_estimates_of((SELECT list(problem_id) FROM unsettled_problems))
 )
 SELECT p.problem_id, p.dataset, p.split, p.question, p.answer_kind,
        s.solution_id, s.correct AS solution_correct, st.step_index, st.text, e.he, e.se, e.inferred
-FROM complete c
+FROM est e
 JOIN solutions s USING (solution_id)
 JOIN problems p ON p.problem_id = s.problem_id
-JOIN steps st ON st.solution_id = s.solution_id
-JOIN est e ON e.solution_id = st.solution_id AND e.step_index = st.step_index;
+JOIN steps st ON st.solution_id = e.solution_id AND st.step_index = e.step_index;

@@ -14,13 +14,18 @@
 -- `bo<K>`, Best-of-K of the base policy (analytic: 1 - (1 - Q_pi)^K, no rollouts), and every other
 -- evaluation that rolled out the same prefixes (a separate prover model or sampling), named
 -- completer@hash(sampling)/N. tasks/labelling/advantages.py holds the same formulas in Python.
-CREATE OR REPLACE MACRO step_advantages_for_ks(ks, alpha := 0.5) AS TABLE
-WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (migration 014)
+-- step_values_of(problem_ids) computes the values (not the advantages: alpha and K are arguments)
+-- of those problems; settled problems keep them in settled_step_values (migration 015, see
+-- unsettled_problems).
+CREATE OR REPLACE MACRO step_values_of(problem_ids) AS TABLE
+WITH scope AS (
+    SELECT unnest(problem_ids) AS problem_id
+), prefix_values AS (  -- each unit's n and k are stored with its rollouts (migration 014)
     SELECT u.problem_id, u.prefix_hash, u.step_index = 0 AS root,
            CASE WHEN u.step_index = 0 THEN '' ELSE u.prefix_hash END AS state_key, u.completer_model, u.params, u.budget,
            sum(u.n)::BIGINT AS n, sum(u.k)::BIGINT AS c
     FROM work_units u
-    WHERE u.strategy = 'math_shepherd'
+    WHERE u.strategy = 'math_shepherd' AND u.problem_id IN (SELECT problem_id FROM scope)
     GROUP BY ALL
 ), evaluations AS (  -- which evaluations rolled out some prefix of each problem
     SELECT DISTINCT problem_id, completer_model, params, budget FROM prefix_values
@@ -28,9 +33,11 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
     SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, st.step_index, st.prefix_hash, st.gold
     FROM solutions s
     JOIN steps st USING (solution_id)
+    WHERE s.problem_id IN (SELECT problem_id FROM scope)
     UNION ALL
     SELECT s.solution_id, s.problem_id, s.num_steps, s.correct, 0, '', NULL  -- '': the root's state_key
     FROM solutions s
+    WHERE s.problem_id IN (SELECT problem_id FROM scope)
 ), state_values AS (
     SELECT x.solution_id, problem_id, x.step_index, x.gold,
            e.completer_model, e.params, e.budget,
@@ -46,13 +53,36 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
            ON pv.problem_id = problem_id AND pv.completer_model = e.completer_model
           AND pv.params = e.params AND pv.budget = e.budget
           AND pv.state_key = x.prefix_hash  -- an equi-join: each state meets its own prefix's values only
-), q AS (  -- each state's value, and the value of the state before it under the same evaluation
-    SELECT *, c::DOUBLE / n AS q,
-           lag(c::DOUBLE / n) OVER (PARTITION BY solution_id, completer_model, params, budget ORDER BY step_index)
-             AS q_before
-    FROM state_values
-), several AS (  -- problems with more than one evaluation: only they have separate provers
-    SELECT problem_id FROM evaluations GROUP BY problem_id HAVING count(*) > 1
+), counted AS (  -- how many evaluations rolled out some prefix of each problem
+    SELECT problem_id, count(*) AS evaluations FROM evaluations GROUP BY problem_id
+)
+SELECT v.solution_id, v.problem_id, v.step_index, v.gold, v.completer_model, v.params, v.budget,
+       ct.evaluations, v.n, v.c, v.q_source,
+       v.c::DOUBLE / v.n AS q,
+       -- problem_id (one per solution) in the partition lets a problem filter in
+       lag(v.c::DOUBLE / v.n) OVER (PARTITION BY v.problem_id, v.solution_id, v.completer_model, v.params, v.budget
+                                    ORDER BY v.step_index) AS q_before
+FROM state_values v
+JOIN counted ct USING (problem_id);
+
+CREATE OR REPLACE VIEW step_values_live AS
+SELECT * FROM step_values_of((SELECT list(problem_id) FROM problems));
+
+-- What the macros read: a settled problem's stored values, an unsettled one's computed live.
+CREATE OR REPLACE VIEW step_values AS
+SELECT * FROM settled_step_values
+WHERE problem_id NOT IN (SELECT problem_id FROM unsettled_problems)
+UNION ALL
+SELECT * FROM step_values_of((SELECT list(problem_id) FROM unsettled_problems));
+
+CREATE OR REPLACE MACRO step_advantages_for_ks(ks, alpha := 0.5) AS TABLE
+WITH live AS MATERIALIZED (  -- step_values, with its live part computed once for both sides of the pairs
+    SELECT * FROM step_values_of((SELECT list(problem_id) FROM unsettled_problems))
+), q AS NOT MATERIALIZED (
+    SELECT * FROM settled_step_values
+    WHERE problem_id NOT IN (SELECT problem_id FROM unsettled_problems)
+    UNION ALL
+    SELECT * FROM live
 ), pairs AS (
     SELECT b.solution_id, b.problem_id, b.step_index, b.gold,
            b.completer_model AS base_completer, b.params AS base_params, b.budget AS base_budget,
@@ -73,7 +103,7 @@ WITH prefix_values AS (  -- each unit's n and k are stored with its rollouts (mi
     FROM q b
     JOIN q m ON m.solution_id = b.solution_id AND m.step_index = b.step_index
             AND NOT (m.completer_model = b.completer_model AND m.params = b.params AND m.budget = b.budget)
-    WHERE b.step_index > 0 AND b.problem_id IN (SELECT problem_id FROM several)
+    WHERE b.step_index > 0 AND b.evaluations > 1 AND m.evaluations > 1  -- only they have separate provers
 )
 SELECT solution_id, problem_id, step_index, gold,
        base_completer, base_params, base_budget,
