@@ -1327,6 +1327,8 @@ def bench_store(
     rollouts: Annotated[int, typer.Option(help="rollouts per step prefix (defaults: 10M rollouts in all)")] = 4,
     repeats: Annotated[int, typer.Option(help="runs per query; the best is reported")] = 2,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="a query not to time (repeatable), e.g. advantages_vs_gold")] = None,
+    running_problems: Annotated[int, typer.Option(help="problems a run still labelling writes in the `running` "
+                                                  "variant (0: no such variant)", min=0)] = 1_000,
     workdir: Annotated[Path, typer.Option(help="where the synthetic store is written")] = Path("bench-store"),
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
@@ -1336,19 +1338,23 @@ def bench_store(
     from tasks.bench_store import compare
 
     try:
-        report = compare(workdir, problems, solutions, steps, rollouts, repeats, tuple(skip or ()))
+        report = compare(workdir, problems, solutions, steps, rollouts, repeats, tuple(skip or ()), running_problems)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return
-    _print_rows(["query", "by-rollouts (s)", "unit-counts (s)", "settled (s)", "speed-up", "same rows"],
+    running = "running_problems" in report
+    _print_rows(["query", "by-rollouts (s)", "unit-counts (s)", "settled (s)", "speed-up", "same rows"]
+                + ([f"while a run labels {report['running_problems']} problems (s)"] if running else []),
                 [(r["query"], f"{r['by-rollouts']:.2f}", f"{r['unit-counts']:.2f}", f"{r['settled']:.2f}",
                   f"{r['speedup']:.1f}x" if r["speedup"] else "", "yes" if r["same_rows"] else "NO")
+                 + ((f"{r['running']:.2f}",) if running else ())
                  for r in report["results"]],
                 f"prmf bench store: {report['store']['problems']} problems, {report['store']['solutions']} solutions, "
                 f"{report['store']['rollouts']} rollouts (store built in {report['build_s']:.0f} s, settled in "
-                f"{report['settle_s']:.1f} s; speed-up: by-rollouts / settled)")
+                f"{report['settle_s']:.1f} s; speed-up: by-rollouts / settled"
+                + (f"; that run settled in {report['running_settle_s']:.1f} s at its end" if running else "") + ")")
     if not all(r["same_rows"] for r in report["results"]):
         _fail("the estimates disagree between variants on the queries marked NO")
 

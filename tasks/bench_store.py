@@ -12,6 +12,11 @@ every non-final prefix rolled out) is queried under three variants:
 * ``settled`` (what a store does once its runs ended, migration 015): the estimates that
   :meth:`Store.settle` stored, read as they are. The settle itself is timed too.
 
+Then, apart (its data differ, so its rows are not compared): ``running``, the settled store while
+a run still labels ``running_problems`` of its problems under a second completer
+(``sql/internal/bench_store_running_run.sql``): those problems are computed from their units,
+the rest read settled. The settle at that run's end is timed.
+
 Every saved query (``sql/queries``) and the two the issue measured (``count(*)`` of
 ``labelled_steps``, the mean HE and SE of ``step_estimates``) run under each; each is timed as the
 best of ``repeats`` runs, and all variants must return the same rows: each baseline is also a
@@ -55,10 +60,11 @@ def _time(store: Any, queries: dict[str, str], variant: str, repeats: int,
         results[name][f"{variant} rows"] = _canonical(rows)
 
 
-def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = (), running_problems: int = 1_000
+                 ) -> dict[str, Any]:
     """Per query (but those in ``skip``): seconds under each variant (best of ``repeats``) and
-    whether the rows agree; and the seconds the settle took. ``db`` must not be settled yet."""
-    from tasks.store import Store, internal_sql, saved_queries
+    whether the rows agree; and the seconds the settles took. ``db`` must not be settled yet."""
+    from tasks.store import Store, internal_sql, saved_queries, split_statements
 
     queries = {**{name: path.read_text() for name, path in saved_queries().items()}, **EXTRA_QUERIES}
     unknown = sorted(set(skip) - set(queries))
@@ -77,18 +83,31 @@ def time_queries(db: Path, repeats: int = 2, skip: tuple[str, ...] = ()) -> dict
         store.con.execute(internal_sql("bench_store_estimates_by_rollouts"))
         store.con.execute(internal_sql("bench_store_advantages_by_rollouts"))
         _time(store, queries, "by-rollouts", repeats, results)
+    running: dict[str, Any] = {}
+    if running_problems:
+        with Store(db) as store:
+            for statement in split_statements(internal_sql("bench_store_running_run")):
+                store.query(statement, {"problems": running_problems} if "$problems" in statement else None)
+        with Store(db, read_only=True) as store:
+            unsettled = store.scalar(internal_sql("count_unsettled_problems"))
+            _time(store, queries, "running", repeats, results)
+        with Store(db) as store:
+            store.finish_run("bench-running", "completed")
+            ended = store.settle()
+        running = {"running_problems": unsettled, "running_settle_s": ended.seconds}
     out = []
     for r in results.values():
         rows = [r.pop(f"{variant} rows") for variant in VARIANTS]
+        r.pop("running rows", None)
         out.append({**r, "same_rows": all(x == rows[0] for x in rows[1:]),
                     "speedup": r["by-rollouts"] / r["settled"] if r["settled"] else None})
-    return {"settle_s": settled.seconds, "settled_problems": settled.problems, "results": out}
+    return {"settle_s": settled.seconds, "settled_problems": settled.problems, **running, "results": out}
 
 
 def compare(workdir: Path, problems: int, solutions: int, steps: int, rollouts: int, repeats: int = 2,
-            skip: tuple[str, ...] = ()) -> dict[str, Any]:
+            skip: tuple[str, ...] = (), running_problems: int = 1_000) -> dict[str, Any]:
     """Build the store in ``workdir``, then time every query under each variant."""
     from tasks.bench_export import fresh_store
 
     db, sizes, build_s = fresh_store(workdir, "bench-store.duckdb", problems, solutions, steps, rollouts)
-    return {"store": {"problems": problems, **sizes}, "build_s": build_s, **time_queries(db, repeats, skip)}
+    return {"store": {"problems": problems, **sizes}, "build_s": build_s, **time_queries(db, repeats, skip, running_problems)}

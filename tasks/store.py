@@ -370,14 +370,19 @@ class Store:
 
         def write() -> tuple[list[str], list[str]]:
             with self.transaction() as con:
-                con.execute(internal_sql("tick_settle_clock"))
-                if recompute_all:
-                    con.execute(internal_sql("forget_settled_runs"))
-                runs = [r for (r,) in con.execute(internal_sql("settle_runs")).fetchall()]
-                problems = [p for (p,) in con.execute(internal_sql("settle_problems"), {"runs": runs}).fetchall()]
-                values = {"runs": runs, "problems": problems}
-                for statement in _statements(internal_sql("settle")):
-                    con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
+                try:
+                    con.execute(internal_sql("tick_settle_clock"))
+                    if recompute_all:
+                        con.execute(internal_sql("forget_settled_runs"))
+                    runs = [r for (r,) in con.execute(internal_sql("settle_runs")).fetchall()]
+                    problems = [p for (p,) in con.execute(internal_sql("settle_problems"), {"runs": runs}).fetchall()]
+                    values = {"runs": runs, "problems": problems}
+                    for statement in split_statements(internal_sql("settle")):
+                        con.execute(statement, {k: v for k, v in values.items() if f"${k}" in statement})
+                except duckdb.TransactionException as exc:  # another writer's commit: retried on a lake
+                    raise _commit_error(exc, lake=self.lake) from exc
+                except duckdb.Error as exc:  # rolled back by transaction(); nothing settled
+                    raise StoreError(f"settling the estimates failed: {_first_line(exc)}") from exc
                 return runs, problems
 
         runs, problems = self.retrying(write)
@@ -551,7 +556,7 @@ def _lake_insert(table: str, keys: list[list[str]]) -> str:
     return f"{sql} WHERE {absent} QUALIFY {first}"
 
 
-def _statements(sql: str) -> list[str]:
+def split_statements(sql: str) -> list[str]:
     """The statements of a file of several (each ends with ``;`` at a line's end), comments
     dropped: DuckDB prepares one statement at a time when it binds parameters."""
     text = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))

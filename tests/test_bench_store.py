@@ -14,7 +14,8 @@ from tasks.store import Store, saved_queries
 
 def test_bench_store_times_every_saved_query_and_the_three_estimates_agree(tmp_path):
     result = CliRunner().invoke(app, ["bench", "store", "--problems", "30", "--solutions", "3", "--steps", "4",
-                                      "--rollouts", "3", "--repeats", "1", "--workdir", str(tmp_path), "--json"])
+                                      "--rollouts", "3", "--repeats", "1", "--running-problems", "5", "--workdir", str(tmp_path),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     # 30 problems x (3 solutions x 3 rolled-out prefixes (the last step is the answer) + the bare
@@ -25,10 +26,15 @@ def test_bench_store_times_every_saved_query_and_the_three_estimates_agree(tmp_p
     assert all(r["same_rows"] for r in rows.values()), [q for q, r in rows.items() if not r["same_rows"]]
     assert all(r["by-rollouts"] > 0 and r["unit-counts"] > 0 and r["settled"] > 0 for r in rows.values())
     assert report["settled_problems"] == 30 and report["settle_s"] > 0
+    assert report["running_problems"] == 5 and report["running_settle_s"] > 0
+    assert all(r["running"] > 0 for r in rows.values())
     # The counts the store keeps are the rollouts' own (what migration 014 and the labeller write).
     with Store(tmp_path / "bench-store.duckdb", read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM labelled_steps") == 360
         assert store.scalar("SELECT count(*) FROM unsettled_problems") == 0  # the bench settled it
+        # The running run's second completer: 5 problems x 3 solutions x 3 rolled-out prefixes, settled.
+        assert store.scalar("SELECT count(*) FROM settled_step_estimates "
+                            "WHERE completer_model = 'bench-second-completer'") == 45
         assert store.query(
             "SELECT count(*) FROM work_units u WHERE u.k <> (SELECT count(*) FILTER (WHERE r.correct) "
             "FROM rollouts r WHERE r.unit_id = u.unit_id)").rows == [(0,)]
@@ -36,8 +42,12 @@ def test_bench_store_times_every_saved_query_and_the_three_estimates_agree(tmp_p
         # Gold labels and root units make the advantage queries do their whole work: every first
         # step has a value before it (its problem's root), and the gold check covers each prover.
         assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1 AND q_mu_before IS NULL") == 0
-        assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1") == 90
-        assert {row[0] for row in store.saved_query("advantages_vs_gold").rows} == {"bo2", "bo4", "bo8"}
+        # First steps: one Best-of-4 row per solution and evaluation (90 + the running run's second
+        # completer on 5 problems x 3 solutions), and on those 15 solutions each evaluation is the
+        # other's separate prover (2 x 15).
+        assert store.scalar("SELECT count(*) FROM step_advantages() WHERE step_index = 1") == 90 + 15 + 2 * 15
+        assert {row[0] for row in store.saved_query("advantages_vs_gold").rows} == {
+            "bo2", "bo4", "bo8", "bench-completer@99914b93/N3", "bench-second-completer@99914b93/N3"}
 
 
 def test_the_saved_gold_check_of_advantages_gives_the_python_gold_checks_aucs(tmp_path):

@@ -88,8 +88,8 @@ FROM steps st
 JOIN sols s USING (solution_id)
 WHERE st.step_index = s.num_steps;
 
--- Every problem's estimates computed from the units, settled or not (settle() stores them from
--- it, and `prmf doctor` checks the settled rows against it).
+-- Every problem's estimates computed from its units, settled or not (what settle() stores and
+-- `prmf doctor` checks the settled rows against, both through step_estimates_of).
 CREATE OR REPLACE VIEW step_estimates_live AS
 SELECT * FROM step_estimates_of((SELECT list(problem_id) FROM problems));
 

@@ -26,9 +26,11 @@ SELECT solution_id, step_index, problem_id, he, se, inferred
 FROM counted
 WHERE estimated_steps = num_steps AND generator_model NOT LIKE 'import:%';
 
+-- Every problem's, computed from its units, settled or not.
 CREATE OR REPLACE VIEW labelled_estimates_live AS
 SELECT * FROM labelled_estimates_of((SELECT list(problem_id) FROM problems));
 
+-- Settled problems' pooled estimates as stored, unsettled ones' computed from their units.
 CREATE OR REPLACE VIEW labelled_steps AS
 WITH est AS (
     SELECT * FROM settled_labelled_estimates

@@ -65,6 +65,7 @@ SELECT v.solution_id, v.problem_id, v.step_index, v.gold, v.completer_model, v.p
 FROM state_values v
 JOIN counted ct USING (problem_id);
 
+-- Every problem's, computed from its units, settled or not.
 CREATE OR REPLACE VIEW step_values_live AS
 SELECT * FROM step_values_of((SELECT list(problem_id) FROM problems));
 
