@@ -1117,7 +1117,7 @@ def settle(
                                                 "runs that ended since the last settle")] = False,
 ) -> None:
     """Store the estimates of problems no running run writes any more, so that queries read them
-    precomputed (label and import runs do it when they end; see infra/OPERATIONS.md)."""
+    precomputed (label and import runs do it when they end; README, "Settled estimates")."""
     from tasks.config import default_db_path
     from tasks.lake import is_lake
     from tasks.store import Store
