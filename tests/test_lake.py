@@ -95,6 +95,43 @@ def test_every_saved_query_gives_the_same_rows_on_a_lake_as_on_the_file_it_was_c
                 sorted(map(repr, copy.query(f"SELECT * FROM {c.table}").rows)), c.table
 
 
+SETTLE_WHEN_TOLD = """
+import json, sys, time
+from pathlib import Path
+from tasks.store import Store
+with Store(sys.argv[1]) as store:
+    print("ready", flush=True)
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.01)
+    settled = store.settle()
+print(json.dumps({"runs": settled.runs, "problems": settled.problems}), flush=True)
+"""
+
+
+def test_two_settles_at_once_on_a_lake_store_each_estimate_once(lake, tmp_path):
+    """Two processes' runs end together and both settle: a lake has no key to refuse the second
+    copy of a settled row, so settles take turns through settle_clock (one commit fails and
+    retries, then finds nothing left to settle)."""
+    import json
+
+    with Store(lake) as store:
+        seed_labelled_arith(store, 6)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", SETTLE_WHEN_TOLD, lake, str(go)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}) for _ in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]  # both open, neither settling
+    go.touch()
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(r["problems"] for r in results) == [0, 6]  # one settled everything, the other nothing
+    with Store(lake, read_only=True) as store:
+        assert store.query("SELECT run_id, count(*) FROM settled_runs GROUP BY ALL").rows == [("seed", 1)]
+        for table, live in (("settled_step_estimates", "step_estimates_live"),
+                            ("settled_labelled_estimates", "labelled_estimates_live"),
+                            ("settled_step_values", "step_values_live")):
+            assert store.scalar(f"SELECT count(*) FROM {table}") == store.scalar(f"SELECT count(*) FROM {live}") > 0
+
+
 def test_migrate_store_refuses_a_destination_with_rows_and_names_it(lake, tmp_path):
     source = tmp_path / "source.duckdb"
     with Store(source) as store:
